@@ -1,0 +1,171 @@
+//! Delivering the answer: the response-URL allow-list and the PUT with retries.
+
+use crate::error::Error;
+use std::future::Future;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Which response URLs the function may PUT to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UrlPolicy {
+    /// `https://` on an `amazonaws.com` host: CloudFormation's pre-signed S3 URLs.
+    AmazonS3,
+    /// Any URL starting with one of these prefixes (`RESPONSE_URL_ALLOWED_PREFIXES`).
+    Prefixes(Vec<String>),
+}
+
+impl UrlPolicy {
+    /// Reads `RESPONSE_URL_ALLOWED_PREFIXES` (comma-separated URL prefixes).
+    pub fn from_env() -> Self {
+        Self::from_setting(std::env::var("RESPONSE_URL_ALLOWED_PREFIXES").ok().as_deref())
+    }
+
+    pub fn from_setting(setting: Option<&str>) -> Self {
+        let prefixes: Vec<String> = setting
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|prefix| !prefix.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if prefixes.is_empty() {
+            UrlPolicy::AmazonS3
+        } else {
+            UrlPolicy::Prefixes(prefixes)
+        }
+    }
+
+    pub fn allows(&self, url: &str) -> bool {
+        match self {
+            UrlPolicy::AmazonS3 => match url::Url::parse(url) {
+                Ok(parsed) => {
+                    parsed.scheme() == "https"
+                        && parsed.host_str().is_some_and(|host| {
+                            host == "amazonaws.com" || host.ends_with(".amazonaws.com")
+                        })
+                }
+                Err(_) => false,
+            },
+            UrlPolicy::Prefixes(prefixes) => {
+                prefixes.iter().any(|prefix| url.starts_with(prefix.as_str()))
+            }
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            UrlPolicy::AmazonS3 => "unset: only https URLs on an amazonaws.com host".into(),
+            UrlPolicy::Prefixes(prefixes) => prefixes.join(","),
+        }
+    }
+}
+
+/// Sends a rendered body to the response URL. The HTTP implementation is [`HttpDelivery`]; tests
+/// substitute a recorder.
+pub trait Deliver: Send + Sync + 'static {
+    fn deliver(
+        &self,
+        url: &str,
+        body: Vec<u8>,
+        give_up_at: Instant,
+    ) -> impl Future<Output = Result<u32, Error>> + Send;
+}
+
+/// PUT with exponential backoff on connection errors, timeouts and 5xx. A 4xx is final (the
+/// pre-signed URL is wrong or expired; retrying cannot help).
+#[derive(Debug, Clone)]
+pub struct HttpDelivery {
+    client: reqwest::Client,
+    max_attempts: u32,
+    first_backoff: Duration,
+}
+
+impl HttpDelivery {
+    pub fn new() -> Result<Self, Error> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(15))
+            .build()
+            .map_err(|error| Error::Delivery {
+                attempts: 0,
+                message: format!("could not build the HTTP client: {error}"),
+            })?;
+        Ok(Self {
+            client,
+            max_attempts: 8,
+            first_backoff: Duration::from_millis(200),
+        })
+    }
+}
+
+impl Deliver for HttpDelivery {
+    async fn deliver(&self, url: &str, body: Vec<u8>, give_up_at: Instant) -> Result<u32, Error> {
+        let mut backoff = self.first_backoff;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            // S3 pre-signed PUTs are signed without a content type: send an empty one.
+            let result = self
+                .client
+                .put(url)
+                .header("Content-Type", "")
+                .body(body.clone())
+                .send()
+                .await;
+            let (retryable, message) = match result {
+                Ok(response) if response.status().is_success() => return Ok(attempt),
+                Ok(response) => {
+                    let status = response.status();
+                    let text = response.text().await.unwrap_or_default();
+                    let snippet: String = text.chars().take(300).collect();
+                    (
+                        status.is_server_error() || status.as_u16() == 429,
+                        format!("HTTP {status}: {snippet}"),
+                    )
+                }
+                Err(error) => (true, crate::error::chain(&error)),
+            };
+            let out_of_time = Instant::now() + backoff >= give_up_at;
+            if !retryable || attempt >= self.max_attempts || out_of_time {
+                return Err(Error::Delivery {
+                    attempts: attempt,
+                    message,
+                });
+            }
+            tracing::warn!(attempt, error = %message, retry_in_ms = backoff.as_millis() as u64, "response PUT failed; retrying");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(4));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn by_default_only_https_urls_on_amazonaws_hosts_are_allowed() {
+        let policy = UrlPolicy::from_setting(None);
+        assert!(policy.allows("https://cloudformation-custom-resource-response-useast1.s3.amazonaws.com/arn%3A?X-Amz-Signature=1"));
+        assert!(policy.allows("https://s3.eu-west-1.amazonaws.com/bucket/key"));
+        assert!(!policy.allows("http://s3.amazonaws.com/bucket/key"));
+        assert!(!policy.allows("https://amazonaws.com.evil.example/key"));
+        assert!(!policy.allows("https://evil.example/?x=.amazonaws.com"));
+        assert!(!policy.allows("http://127.0.0.1:8080/response"));
+        assert!(!policy.allows("not a url"));
+    }
+
+    #[test]
+    fn configured_prefixes_replace_the_default() {
+        let policy = UrlPolicy::from_setting(Some(" http://127.0.0.1:8080/ , http://localhost:9/"));
+        assert!(policy.allows("http://127.0.0.1:8080/responses/1"));
+        assert!(policy.allows("http://localhost:9/x"));
+        assert!(!policy.allows("http://127.0.0.1:8081/responses/1"));
+        assert!(!policy.allows("https://s3.amazonaws.com/bucket/key"));
+    }
+
+    #[test]
+    fn an_empty_setting_means_the_default() {
+        assert_eq!(UrlPolicy::from_setting(Some(" , ")), UrlPolicy::AmazonS3);
+    }
+}

@@ -1,0 +1,48 @@
+//! The library's one error type.
+
+use thiserror::Error;
+
+/// What can go wrong inside the protocol layer (never inside a handler: handlers have their own
+/// error types, rendered into the FAILED reason with their source chain).
+#[derive(Debug, Error)]
+pub enum Error {
+    /// A property did not parse or failed validation. The message names the property and the fix.
+    #[error("{0}")]
+    Property(#[from] crate::properties::PropertyError),
+
+    /// The event is not a CloudFormation custom-resource request.
+    #[error("the event is not a CloudFormation custom-resource request: {0}")]
+    Event(String),
+
+    /// The response could not be delivered to the pre-signed URL.
+    #[error("could not deliver the response to CloudFormation after {attempts} attempt(s): {message}")]
+    Delivery { attempts: u32, message: String },
+
+    /// The response URL is not on the allow-list.
+    #[error("refused to answer to {url}: it is not allowed by RESPONSE_URL_ALLOWED_PREFIXES ({policy}); set that variable to a comma-separated list of allowed URL prefixes")]
+    UrlRefused { url: String, policy: String },
+
+    /// Handing a long wait on to a new invocation failed.
+    #[error("could not continue the wait in a new invocation of {function}: {message}")]
+    HandOver { function: String, message: String },
+
+    /// A setting in the environment is malformed.
+    #[error("environment variable {name}={value:?} is invalid: {message}")]
+    Setting { name: &'static str, value: String, message: String },
+}
+
+/// Renders an error and its whole source chain on one line ("a: b: c"), skipping sources whose
+/// text is already contained in the previous message (SDK errors repeat themselves).
+pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        let part = inner.to_string();
+        if !part.is_empty() && !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = inner.source();
+    }
+    text
+}

@@ -1,0 +1,97 @@
+//! # custom-resource
+//!
+//! The one crate in this workspace that speaks CloudFormation's custom-resource protocol. A
+//! resource implements [`Resource`] over a typed [`Properties`] struct; [`run`] does the rest:
+//!
+//! - decodes the event (aws_lambda_events' CloudFormation types), parses and validates properties
+//!   (scalars as strings or JSON, unknown names rejected with the closest known name);
+//! - answers **exactly once** on every path: success, handler error, panic, bad properties and the
+//!   Lambda deadline (FAILED a safety margin before it, unless the wait was handed on);
+//! - PUTs the answer with retries, always within 4096 bytes;
+//! - answers a failed Create with a marker physical id, and succeeds the rollback Delete for it
+//!   without calling the resource;
+//! - keeps the physical id on Update unless the resource declares a replacement;
+//! - polls pending operations (≤ 5 s) and hands them to a new invocation before the deadline.
+//!
+//! See `docs/architecture.md` at the repository root for the invariants and where each is tested.
+
+pub mod config;
+pub mod de;
+pub mod deliver;
+pub mod error;
+pub mod handover;
+pub mod properties;
+pub mod provider;
+pub mod resource;
+pub mod response;
+
+pub use config::Settings;
+pub use error::Error;
+pub use properties::{Properties, PropertyError};
+pub use provider::{Handled, Invocation, Provider};
+pub use resource::{Completion, Context, Outcome, PhysicalId, Request, RequestType, Resource};
+
+use lambda_runtime::{service_fn, LambdaEvent};
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// Structured JSON logs on stdout. Level from `AWS_LAMBDA_LOG_LEVEL` or `RUST_LOG` (default
+/// info); `LOG_FORMAT=text` switches to human-readable lines for local runs.
+pub fn init_tracing() {
+    let level = std::env::var("RUST_LOG")
+        .or_else(|_| std::env::var("AWS_LAMBDA_LOG_LEVEL").map(|level| level.to_lowercase()))
+        .unwrap_or_else(|_| "info".to_owned());
+    let filter = tracing_subscriber::EnvFilter::try_new(&level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    let text = std::env::var("LOG_FORMAT").is_ok_and(|format| format.eq_ignore_ascii_case("text"));
+    let _ = if text {
+        builder.without_time().try_init()
+    } else {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init()
+    };
+}
+
+/// Runs `resource` behind the Lambda Runtime API until the process is stopped.
+///
+/// `sdk_config` provides the Lambda client used to hand long waits on to a new invocation.
+pub async fn run<R: Resource>(
+    resource: R,
+    sdk_config: &aws_config::SdkConfig,
+) -> Result<(), lambda_runtime::Error> {
+    let settings = Settings::from_env()?;
+    let provider = Arc::new(Provider::new(
+        resource,
+        deliver::HttpDelivery::new()?,
+        handover::LambdaHandOver::new(aws_sdk_lambda::Client::new(sdk_config)),
+        settings,
+    ));
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+        let provider = Arc::clone(&provider);
+        async move {
+            let invocation = Invocation::from_deadline_ms(
+                event.context.deadline,
+                event.context.invoked_function_arn.clone(),
+            );
+            // Always Ok: returning an error would make Lambda retry an event already answered.
+            let summary = match provider.handle(event.payload, invocation).await {
+                Handled::Answered { answer, delivered } => json!({
+                    "Status": answer.status(),
+                    "PhysicalResourceId": answer.physical_id,
+                    "Delivered": delivered,
+                }),
+                Handled::HandedOver { invocation } => json!({ "HandedOverTo": invocation }),
+                Handled::Refused => json!({ "Status": "NOT_ANSWERED" }),
+            };
+            Ok::<Value, lambda_runtime::Error>(summary)
+        }
+    }))
+    .await
+}
