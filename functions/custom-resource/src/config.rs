@@ -93,7 +93,9 @@ mod tests {
             (name == "CUSTOM_RESOURCE_POLL_INTERVAL_MS").then(|| "6000".to_owned())
         })
         .unwrap_err();
-        assert!(error.to_string().contains("CUSTOM_RESOURCE_POLL_INTERVAL_MS"));
+        assert!(error
+            .to_string()
+            .contains("CUSTOM_RESOURCE_POLL_INTERVAL_MS"));
     }
 
     #[test]
@@ -102,6 +104,8 @@ mod tests {
             (name == "CUSTOM_RESOURCE_SAFETY_MARGIN_MS").then(|| "soon".to_owned())
         })
         .unwrap_err();
-        assert!(error.to_string().contains("CUSTOM_RESOURCE_SAFETY_MARGIN_MS=\"soon\""));
+        assert!(error
+            .to_string()
+            .contains("CUSTOM_RESOURCE_SAFETY_MARGIN_MS=\"soon\""));
     }
 }

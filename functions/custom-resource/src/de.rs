@@ -29,12 +29,10 @@ where
     E: serde::de::Error,
 {
     match value {
-        Value::String(text) => text.trim().parse::<T>().map_err(|error| {
-            E::custom(format!(
-                "{text:?} is not {} ({error})",
-                expected::<T>()
-            ))
-        }),
+        Value::String(text) => text
+            .trim()
+            .parse::<T>()
+            .map_err(|error| E::custom(format!("{text:?} is not {} ({error})", expected::<T>()))),
         Value::Null => Err(E::custom(format!("null is not {}", expected::<T>()))),
         other => T::deserialize(other.clone())
             .map_err(|_| E::custom(format!("{other} is not {}", expected::<T>()))),

@@ -17,7 +17,11 @@ pub enum UrlPolicy {
 impl UrlPolicy {
     /// Reads `RESPONSE_URL_ALLOWED_PREFIXES` (comma-separated URL prefixes).
     pub fn from_env() -> Self {
-        Self::from_setting(std::env::var("RESPONSE_URL_ALLOWED_PREFIXES").ok().as_deref())
+        Self::from_setting(
+            std::env::var("RESPONSE_URL_ALLOWED_PREFIXES")
+                .ok()
+                .as_deref(),
+        )
     }
 
     pub fn from_setting(setting: Option<&str>) -> Self {
@@ -46,9 +50,9 @@ impl UrlPolicy {
                 }
                 Err(_) => false,
             },
-            UrlPolicy::Prefixes(prefixes) => {
-                prefixes.iter().any(|prefix| url.starts_with(prefix.as_str()))
-            }
+            UrlPolicy::Prefixes(prefixes) => prefixes
+                .iter()
+                .any(|prefix| url.starts_with(prefix.as_str())),
         }
     }
 

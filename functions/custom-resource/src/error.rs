@@ -15,7 +15,9 @@ pub enum Error {
     Event(String),
 
     /// The response could not be delivered to the pre-signed URL.
-    #[error("could not deliver the response to CloudFormation after {attempts} attempt(s): {message}")]
+    #[error(
+        "could not deliver the response to CloudFormation after {attempts} attempt(s): {message}"
+    )]
     Delivery { attempts: u32, message: String },
 
     /// The response URL is not on the allow-list.
@@ -28,7 +30,11 @@ pub enum Error {
 
     /// A setting in the environment is malformed.
     #[error("environment variable {name}={value:?} is invalid: {message}")]
-    Setting { name: &'static str, value: String, message: String },
+    Setting {
+        name: &'static str,
+        value: String,
+        message: String,
+    },
 }
 
 /// Renders an error and its whole source chain on one line ("a: b: c"), skipping sources whose

@@ -41,7 +41,10 @@ impl HandOver for LambdaHandOver {
             Ok(output) if output.status_code() == 202 => Ok(()),
             Ok(output) => Err(Error::HandOver {
                 function: function.to_owned(),
-                message: format!("Invoke answered status {} instead of 202", output.status_code()),
+                message: format!(
+                    "Invoke answered status {} instead of 202",
+                    output.status_code()
+                ),
             }),
             Err(error) => Err(Error::HandOver {
                 function: function.to_owned(),

@@ -289,14 +289,20 @@ mod tests {
             "{}",
             error.message
         );
-        assert!(error.message.contains("Known properties: DesiredCount, Enable, Name"));
+        assert!(error
+            .message
+            .contains("Known properties: DesiredCount, Enable, Name"));
     }
 
     #[test]
     fn a_string_that_is_not_a_number_names_the_property_and_the_expected_form() {
         let error = parse::<Sample>(&json!({"Name": "web", "DesiredCount": "three"})).unwrap_err();
         assert_eq!(error.property, "DesiredCount");
-        assert!(error.message.contains("\"three\" is not a whole number"), "{}", error.message);
+        assert!(
+            error.message.contains("\"three\" is not a whole number"),
+            "{}",
+            error.message
+        );
     }
 
     #[test]
@@ -325,23 +331,27 @@ mod tests {
 
     #[test]
     fn a_secret_property_value_never_appears_in_the_error() {
-        let error =
-            parse::<Sample>(&json!({"Name": "web", "Password": ["hunter2"]})).unwrap_err();
+        let error = parse::<Sample>(&json!({"Name": "web", "Password": ["hunter2"]})).unwrap_err();
         assert_eq!(error.property, "Password");
         assert!(!error.to_string().contains("hunter2"));
     }
 
     #[test]
     fn validation_runs_after_parsing() {
-        let error =
-            parse::<Sample>(&json!({"Name": "web", "DesiredCount": "0", "Enable": "true"}))
-                .unwrap_err();
-        assert_eq!(error.to_string(), "invalid property DesiredCount: must be at least 1 when Enable is true");
+        let error = parse::<Sample>(&json!({"Name": "web", "DesiredCount": "0", "Enable": "true"}))
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "invalid property DesiredCount: must be at least 1 when Enable is true"
+        );
     }
 
     #[test]
     fn redaction_hides_secret_values_only() {
-        let shown = redacted(&json!({"Name": "web", "Password": "hunter2"}), Sample::SECRET);
+        let shown = redacted(
+            &json!({"Name": "web", "Password": "hunter2"}),
+            Sample::SECRET,
+        );
         assert_eq!(shown, json!({"Name": "web", "Password": "*****"}));
     }
 

@@ -128,7 +128,11 @@ impl<R: Resource, D: Deliver, H: HandOver> Provider<R, D, H> {
             .and_then(|map| map.remove(CONTINUATION_KEY))
             .and_then(|value| serde_json::from_value(value).ok());
 
-        let Some(url) = event.get("ResponseURL").and_then(Value::as_str).map(str::to_owned) else {
+        let Some(url) = event
+            .get("ResponseURL")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+        else {
             error!(outcome = "UNANSWERABLE", "the event has no ResponseURL, so no answer can be sent; is this function invoked by something other than CloudFormation?");
             return Handled::Refused;
         };
@@ -153,7 +157,15 @@ impl<R: Resource, D: Deliver, H: HandOver> Provider<R, D, H> {
         let give_up_at = invocation.deadline - margin.min(Duration::from_millis(200));
 
         let answer = match self
-            .decide(&event, &ids, continuation, &invocation, answer_by, margin, started)
+            .decide(
+                &event,
+                &ids,
+                continuation,
+                &invocation,
+                answer_by,
+                margin,
+                started,
+            )
             .await
         {
             Decision::Answer(answer) => answer,
@@ -170,7 +182,14 @@ impl<R: Resource, D: Deliver, H: HandOver> Provider<R, D, H> {
         self.send(&url, &ids, answer, give_up_at, started).await
     }
 
-    async fn send(&self, url: &str, ids: &Ids, answer: Answer, give_up_at: Instant, started: Instant) -> Handled {
+    async fn send(
+        &self,
+        url: &str,
+        ids: &Ids,
+        answer: Answer,
+        give_up_at: Instant,
+        started: Instant,
+    ) -> Handled {
         let (body, sent) = response::render(&answer, ids);
         let body_bytes = body.len();
         match self.deliver.deliver(url, body, give_up_at).await {
@@ -271,7 +290,8 @@ impl<R: Resource, D: Deliver, H: HandOver> Provider<R, D, H> {
                     .and_then(|c| c.physical_resource_id.clone())
             })
             .unwrap_or_else(|| response::create_failed_id(&ids.request_id));
-        let failed = |id: &str, reason: String| Decision::Answer(Answer::failed(id.to_owned(), reason));
+        let failed =
+            |id: &str, reason: String| Decision::Answer(Answer::failed(id.to_owned(), reason));
 
         if let (RequestType::Delete, Some(id)) = (request_type, physical_id.as_deref()) {
             if response::is_create_failed_id(id) {
@@ -285,12 +305,12 @@ impl<R: Resource, D: Deliver, H: HandOver> Provider<R, D, H> {
             Err(problem) => return failed(&failure_id, problem.to_string()),
         };
         let old = match raw_old.as_ref().map(properties::parse::<R::Properties>) {
-            Some(Err(problem)) => {
-                return failed(
-                    &failure_id,
-                    format!("OldResourceProperties: {problem} (the previous properties no longer parse)"),
-                )
-            }
+            Some(Err(problem)) => return failed(
+                &failure_id,
+                format!(
+                    "OldResourceProperties: {problem} (the previous properties no longer parse)"
+                ),
+            ),
             Some(Ok(old)) => Some(old),
             None => None,
         };
@@ -324,6 +344,10 @@ impl<R: Resource, D: Deliver, H: HandOver> Provider<R, D, H> {
             },
         });
 
+        // The physical id a pending operation reported, carried across hand-overs.
+        let mut reported_id = continuation
+            .as_ref()
+            .and_then(|c| c.physical_resource_id.clone());
         let mut step = match &continuation {
             Some(carried) => Step::Resume(carried.progress.clone()),
             None => Step::Start,
@@ -334,9 +358,16 @@ impl<R: Resource, D: Deliver, H: HandOver> Provider<R, D, H> {
                 StepResult::Finished(Err(problem)) => {
                     if request_type == RequestType::Delete && self.resource.is_not_found(&problem) {
                         info!(error = %chain(&problem), "already gone: Delete succeeds");
-                        return Decision::Answer(Answer::success(failure_id, Default::default(), false));
+                        return Decision::Answer(Answer::success(
+                            failure_id,
+                            Default::default(),
+                            false,
+                        ));
                     }
-                    return failed(&failure_id, format!("{request_type} failed: {}", chain(&problem)));
+                    return failed(
+                        &failure_id,
+                        format!("{request_type} failed: {}", chain(&problem)),
+                    );
                 }
                 StepResult::Panicked(message) => {
                     error!(panic = %message, "the handler panicked");
@@ -362,8 +393,11 @@ impl<R: Resource, D: Deliver, H: HandOver> Provider<R, D, H> {
                     return self.completed(request_type, physical_id.as_deref(), completion);
                 }
                 Outcome::Pending(pending) => {
-                    if let (RequestType::Create, Some(id)) = (request_type, pending.physical_id.as_ref()) {
-                        failure_id = id.clone();
+                    if let Some(id) = &pending.physical_id {
+                        reported_id = Some(id.clone());
+                        if request_type == RequestType::Create {
+                            failure_id = id.clone();
+                        }
                     }
                     let now = Instant::now();
                     if now >= op_deadline {
@@ -387,9 +421,7 @@ impl<R: Resource, D: Deliver, H: HandOver> Provider<R, D, H> {
                             invocation: next,
                             started_at_ms: epoch_ms(ctx.started_at),
                             waiting_for: pending.waiting_for.clone(),
-                            physical_resource_id: pending.physical_id.clone().or_else(|| {
-                                continuation.as_ref().and_then(|c| c.physical_resource_id.clone())
-                            }),
+                            physical_resource_id: reported_id.clone(),
                         };
                         if let Some(map) = payload.as_object_mut() {
                             map.insert(
@@ -415,7 +447,10 @@ impl<R: Resource, D: Deliver, H: HandOver> Provider<R, D, H> {
     }
 
     fn budget(&self, raw: &Value) -> Duration {
-        let mut budget = self.settings.timeout_override.unwrap_or_else(|| self.resource.timeout());
+        let mut budget = self
+            .settings
+            .timeout_override
+            .unwrap_or_else(|| self.resource.timeout());
         let service_timeout = raw.get("ServiceTimeout").and_then(|value| match value {
             Value::String(text) => text.trim().parse::<u64>().ok(),
             other => other.as_u64(),
@@ -443,12 +478,15 @@ impl<R: Resource, D: Deliver, H: HandOver> Provider<R, D, H> {
             match step {
                 Step::Start => match &*request {
                     Request::Create { properties } => resource.create(&ctx, properties).await,
-                    Request::Update { physical_id, old, new } => {
-                        resource.update(&ctx, physical_id, old, new).await
-                    }
-                    Request::Delete { physical_id, properties } => {
-                        resource.delete(&ctx, physical_id, properties).await
-                    }
+                    Request::Update {
+                        physical_id,
+                        old,
+                        new,
+                    } => resource.update(&ctx, physical_id, old, new).await,
+                    Request::Delete {
+                        physical_id,
+                        properties,
+                    } => resource.delete(&ctx, physical_id, properties).await,
                 },
                 Step::Resume(progress) => resource.resume(&ctx, &request, &progress).await,
             }
@@ -467,7 +505,12 @@ impl<R: Resource, D: Deliver, H: HandOver> Provider<R, D, H> {
         }
     }
 
-    fn completed(&self, request_type: RequestType, event_id: Option<&str>, completion: Completion) -> Decision {
+    fn completed(
+        &self,
+        request_type: RequestType,
+        event_id: Option<&str>,
+        completion: Completion,
+    ) -> Decision {
         let no_echo = !completion.secret_keys.is_empty();
         let physical_id = match (request_type, completion.physical_id, event_id) {
             (RequestType::Create, PhysicalId::New(id) | PhysicalId::Replaced(id), _) => id,

@@ -67,18 +67,9 @@ pub trait Resource: Send + Sync + 'static {
 /// The operation being resumed.
 #[derive(Debug, Clone)]
 pub enum Request<P> {
-    Create {
-        properties: P,
-    },
-    Update {
-        physical_id: String,
-        old: P,
-        new: P,
-    },
-    Delete {
-        physical_id: String,
-        properties: P,
-    },
+    Create { properties: P },
+    Update { physical_id: String, old: P, new: P },
+    Delete { physical_id: String, properties: P },
 }
 
 /// Create, Update or Delete.

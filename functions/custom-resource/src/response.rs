@@ -169,7 +169,10 @@ fn truncate_reason(answer: &mut Answer, ids: &Ids) {
     let chars: Vec<(usize, char)> = full.char_indices().collect();
     let (mut low, mut high) = (0usize, chars.len());
     let candidate = |count: usize| -> String {
-        let cut = chars.get(count).map(|(index, _)| *index).unwrap_or(full.len());
+        let cut = chars
+            .get(count)
+            .map(|(index, _)| *index)
+            .unwrap_or(full.len());
         format!(
             "{} [reason truncated: {} of {} bytes omitted, see the function's logs]",
             &full[..cut],
@@ -244,7 +247,11 @@ mod tests {
         let reason = "é".repeat(5000);
         let (body, sent) = render(&Answer::failed("p-1".into(), reason), &ids());
         assert!(body.len() <= MAX_BODY_BYTES, "{} bytes", body.len());
-        assert!(body.len() > MAX_BODY_BYTES - 64, "truncation wastes room: {}", body.len());
+        assert!(
+            body.len() > MAX_BODY_BYTES - 64,
+            "truncation wastes room: {}",
+            body.len()
+        );
         let json = parsed(&body);
         let shown = json["Reason"].as_str().unwrap();
         assert!(shown.starts_with("éé"));
@@ -266,19 +273,31 @@ mod tests {
         let json = parsed(&body);
         assert_eq!(json["Status"], "FAILED");
         assert_eq!(json["PhysicalResourceId"], "p-1");
-        assert!(json["Reason"].as_str().unwrap().contains("Data is too large"));
-        assert!(json["Reason"].as_str().unwrap().contains("Big (5003 bytes)"));
+        assert!(json["Reason"]
+            .as_str()
+            .unwrap()
+            .contains("Data is too large"));
+        assert!(json["Reason"]
+            .as_str()
+            .unwrap()
+            .contains("Big (5003 bytes)"));
         assert_eq!(json["Data"], serde_json::json!({}));
         assert!(!sent.success);
     }
 
     #[test]
     fn an_oversized_or_empty_physical_id_is_refused() {
-        let (body, _) = render(&Answer::success("x".repeat(2000), BTreeMap::new(), false), &ids());
+        let (body, _) = render(
+            &Answer::success("x".repeat(2000), BTreeMap::new(), false),
+            &ids(),
+        );
         let json = parsed(&body);
         assert_eq!(json["Status"], "FAILED");
         assert_eq!(json["PhysicalResourceId"].as_str().unwrap().len(), 1024);
-        let (body, _) = render(&Answer::success(String::new(), BTreeMap::new(), false), &ids());
+        let (body, _) = render(
+            &Answer::success(String::new(), BTreeMap::new(), false),
+            &ids(),
+        );
         assert_eq!(parsed(&body)["Status"], "FAILED");
     }
 

@@ -55,7 +55,12 @@ impl ExampleParameter {
         Ok(())
     }
 
-    async fn put(&self, ctx: &Context, properties: &ParameterProperties, overwrite: bool) -> Result<i64, ExampleError> {
+    async fn put(
+        &self,
+        ctx: &Context,
+        properties: &ParameterProperties,
+        overwrite: bool,
+    ) -> Result<i64, ExampleError> {
         let mut request = self
             .ssm
             .put_parameter()
@@ -68,16 +73,27 @@ impl ExampleParameter {
             // Tags cannot be sent together with Overwrite.
             for (key, value) in [
                 (REQUEST_TAG, ctx.request_id.as_str()),
-                ("custom-resource:logical-id", ctx.logical_resource_id.as_str()),
+                (
+                    "custom-resource:logical-id",
+                    ctx.logical_resource_id.as_str(),
+                ),
                 ("custom-resource:stack", ctx.stack_name()),
             ] {
-                let tag = Tag::builder().key(key).value(value).build().map_err(|e| ExampleError::Asked(e.to_string()))?;
+                let tag = Tag::builder()
+                    .key(key)
+                    .value(value)
+                    .build()
+                    .map_err(|e| ExampleError::Asked(e.to_string()))?;
                 request = request.tags(tag);
             }
         }
         match request.send().await {
             Ok(output) => Ok(output.version()),
-            Err(error) if error.as_service_error().is_some_and(|e| e.is_parameter_already_exists()) => {
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_parameter_already_exists()) =>
+            {
                 self.adopt(ctx, &properties.name).await
             }
             Err(error) => Err(ExampleError::aws("PutParameter", error)),
@@ -99,9 +115,14 @@ impl ExampleParameter {
             .iter()
             .any(|tag| tag.key() == REQUEST_TAG && tag.value() == ctx.request_id);
         if !ours {
-            return Err(ExampleError::NameTaken { name: name.to_owned() });
+            return Err(ExampleError::NameTaken {
+                name: name.to_owned(),
+            });
         }
-        tracing::info!(name, "duplicate delivery: adopting the parameter this request already created");
+        tracing::info!(
+            name,
+            "duplicate delivery: adopting the parameter this request already created"
+        );
         let found = self
             .ssm
             .get_parameter()
@@ -112,7 +133,14 @@ impl ExampleParameter {
         Ok(found.parameter().map(|p| p.version()).unwrap_or_default())
     }
 
-    fn finish(&self, physical_id: &str, replaced: bool, created: bool, properties: &ParameterProperties, version: Option<i64>) -> Completion {
+    fn finish(
+        &self,
+        physical_id: &str,
+        replaced: bool,
+        created: bool,
+        properties: &ParameterProperties,
+        version: Option<i64>,
+    ) -> Completion {
         let mut completion = if created {
             Completion::created(physical_id)
         } else if replaced {
@@ -133,7 +161,13 @@ impl ExampleParameter {
         completion
     }
 
-    fn maybe_wait(&self, properties: &ParameterProperties, physical_id: &str, replaced: bool, done: Completion) -> Outcome {
+    fn maybe_wait(
+        &self,
+        properties: &ParameterProperties,
+        physical_id: &str,
+        replaced: bool,
+        done: Completion,
+    ) -> Outcome {
         match properties.wait_seconds {
             Some(seconds) if seconds > 0 => Outcome::pending(
                 format!("parameter {physical_id} to settle ({seconds} s)"),
@@ -157,14 +191,24 @@ impl Resource for ExampleParameter {
         error.code() == Some("ParameterNotFound")
     }
 
-    async fn create(&self, ctx: &Context, properties: &ParameterProperties) -> Result<Outcome, ExampleError> {
+    async fn create(
+        &self,
+        ctx: &Context,
+        properties: &ParameterProperties,
+    ) -> Result<Outcome, ExampleError> {
         self.knobs(On::Create, properties).await?;
         let version = self.put(ctx, properties, false).await?;
         let done = self.finish(&properties.name, false, true, properties, Some(version));
         Ok(self.maybe_wait(properties, &properties.name, false, done))
     }
 
-    async fn update(&self, ctx: &Context, physical_id: &str, old: &ParameterProperties, new: &ParameterProperties) -> Result<Outcome, ExampleError> {
+    async fn update(
+        &self,
+        ctx: &Context,
+        physical_id: &str,
+        old: &ParameterProperties,
+        new: &ParameterProperties,
+    ) -> Result<Outcome, ExampleError> {
         self.knobs(On::Update, new).await?;
         if old.name != new.name {
             // Name forces replacement: make the new one; CloudFormation deletes the old later.
@@ -177,7 +221,12 @@ impl Resource for ExampleParameter {
         Ok(self.maybe_wait(new, physical_id, false, done))
     }
 
-    async fn delete(&self, _ctx: &Context, physical_id: &str, properties: &ParameterProperties) -> Result<Outcome, ExampleError> {
+    async fn delete(
+        &self,
+        _ctx: &Context,
+        physical_id: &str,
+        properties: &ParameterProperties,
+    ) -> Result<Outcome, ExampleError> {
         self.knobs(On::Delete, properties).await?;
         self.ssm
             .delete_parameter()
@@ -188,7 +237,12 @@ impl Resource for ExampleParameter {
         Ok(Completion::unchanged().into())
     }
 
-    async fn resume(&self, ctx: &Context, request: &Request<ParameterProperties>, progress: &Value) -> Result<Outcome, ExampleError> {
+    async fn resume(
+        &self,
+        ctx: &Context,
+        request: &Request<ParameterProperties>,
+        progress: &Value,
+    ) -> Result<Outcome, ExampleError> {
         let saved: Progress = serde_json::from_value(progress.clone())
             .map_err(|e| ExampleError::Asked(format!("unreadable progress: {e}")))?;
         let properties = match request {
@@ -204,6 +258,14 @@ impl Resource for ExampleParameter {
             ));
         }
         let created = ctx.request_type == RequestType::Create;
-        Ok(self.finish(&saved.physical_id, saved.replaced, created, properties, None).into())
+        Ok(self
+            .finish(
+                &saved.physical_id,
+                saved.replaced,
+                created,
+                properties,
+                None,
+            )
+            .into())
     }
 }
