@@ -305,12 +305,14 @@ impl<R: Resource, D: Deliver, H: HandOver> Provider<R, D, H> {
             Err(problem) => return failed(&failure_id, problem.to_string()),
         };
         let old = match raw_old.as_ref().map(properties::parse::<R::Properties>) {
-            Some(Err(problem)) => return failed(
-                &failure_id,
-                format!(
+            Some(Err(problem)) => {
+                return failed(
+                    &failure_id,
+                    format!(
                     "OldResourceProperties: {problem} (the previous properties no longer parse)"
                 ),
-            ),
+                )
+            }
             Some(Ok(old)) => Some(old),
             None => None,
         };
@@ -456,8 +458,8 @@ impl<R: Resource, D: Deliver, H: HandOver> Provider<R, D, H> {
             other => other.as_u64(),
         });
         if let Some(seconds) = service_timeout {
-            // Answer before CloudFormation stops waiting: keep a tenth (at most 30 s) in hand.
-            let keep = (seconds / 10).min(30);
+            // Answer before CloudFormation stops waiting: keep a tenth in hand, 2 to 30 s.
+            let keep = (seconds / 10).clamp(2, 30);
             budget = budget.min(Duration::from_secs(seconds.saturating_sub(keep).max(1)));
         }
         budget

@@ -129,7 +129,7 @@ pub fn render(answer: &Answer, ids: &Ids) -> (Vec<u8>, Answer) {
             .iter()
             .map(|(key, value)| (key.len() + value.len(), key))
             .collect();
-        sizes.sort_by(|a, b| b.0.cmp(&a.0));
+        sizes.sort_by_key(|(size, _)| std::cmp::Reverse(*size));
         let largest: Vec<String> = sizes
             .iter()
             .take(3)

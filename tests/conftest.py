@@ -1,0 +1,92 @@
+"""Fixtures: one moto server and one local Lambda per function for the whole session, moto state
+reset before every test, and a CloudFormation stand-in that checks every answer."""
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from harness.cloudformation import CloudFormation, Resource  # noqa: E402
+from harness.lambda_service import LocalLambda  # noqa: E402
+from harness.moto import MotoServer  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET = Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target")
+if not TARGET.is_absolute():
+    TARGET = ROOT / TARGET
+LOGS = ROOT / ".tmp" / "test-logs"
+
+# Test-scale timings: a 6 s Lambda, answer 1.5 s before its deadline, poll every 0.5 s.
+LAMBDA_TIMEOUT = 6.0
+FUNCTION_ENV = {
+    "CUSTOM_RESOURCE_POLL_INTERVAL_MS": "500",
+    "CUSTOM_RESOURCE_SAFETY_MARGIN_MS": "1500",
+    "RUST_LOG": "info",
+}
+
+SCENARIOS = []
+
+
+def binary(name: str, example: bool = False) -> Path:
+    return TARGET / "debug" / ("examples" if example else "") / name
+
+
+@pytest.fixture(scope="session")
+def moto():
+    LOGS.mkdir(parents=True, exist_ok=True)
+    server = MotoServer(LOGS).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def cfn():
+    stand_in = CloudFormation(stack_name="harness", echo=lambda line: SCENARIOS[-1][1].append(line) if SCENARIOS else None)
+    yield stand_in
+    stand_in.stop()
+
+
+@pytest.fixture(scope="session")
+def example_function(moto, cfn):
+    env = dict(FUNCTION_ENV, AWS_ENDPOINT_URL=moto.url, RESPONSE_URL_ALLOWED_PREFIXES=cfn.prefix)
+    function = LocalLambda("example-resource", binary("example-resource", example=True), LOGS,
+                           timeout=LAMBDA_TIMEOUT, env=env).start()
+    yield function
+    function.stop()
+
+
+@pytest.fixture(autouse=True)
+def fresh_state(request, moto):
+    moto.reset()
+    SCENARIOS.append((request.node.name, []))
+    yield
+
+
+@pytest.fixture
+def ssm(moto):
+    return moto.client("ssm")
+
+
+@pytest.fixture
+def parameter(cfn, example_function):
+    return Resource(cfn, example_function, "Parameter")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def every_body_fits(cfn):
+    """After the session: no recorded response broke the protocol."""
+    yield
+    assert not cfn.violations(), f"protocol violations: {cfn.violations()}"
+    assert all(len(body) <= 4096 for body in cfn.all_bodies())
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not SCENARIOS:
+        return
+    terminalreporter.section("lifecycle scenarios run against the emulator (as CloudFormation saw them)")
+    for name, lines in SCENARIOS:
+        terminalreporter.write_line(f"* {name}")
+        for line in lines:
+            terminalreporter.write_line(f"    {line}")

@@ -1,0 +1,68 @@
+"""moto server on a free loopback port, started and stopped by the harness."""
+import os
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+from .net import free_port, wait_for_http
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_REGION": REGION,
+    "AWS_DEFAULT_REGION": REGION,
+    # Never probe the instance-metadata address from a test.
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+
+class MotoServer:
+    """A moto_server subprocess. `reset()` wipes all state between tests."""
+
+    def __init__(self, log_dir: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_dir / "moto.log"
+        self.process = None
+
+    def start(self) -> "MotoServer":
+        env = dict(os.environ)
+        env.update(CREDENTIALS)
+        # Managed policies must be loaded at start (attaching AWS-managed policies needs them).
+        env["MOTO_IAM_LOAD_MANAGED_POLICIES"] = "true"
+        env["MOTO_PORT"] = str(self.port)
+        server = Path(sys.executable).with_name("moto_server")
+        self.log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [str(server), "-H", "127.0.0.1", "-p", str(self.port)],
+            env=env, stdout=self.log, stderr=subprocess.STDOUT,
+        )
+        wait_for_http(self.url + "/moto-api/", timeout=60)
+        return self
+
+    def reset(self) -> None:
+        request = urllib.request.Request(self.url + "/moto-api/reset", method="POST")
+        urllib.request.urlopen(request, timeout=10).read()
+
+    def client(self, service: str):
+        import boto3
+
+        return boto3.client(
+            service, endpoint_url=self.url, region_name=REGION,
+            aws_access_key_id="testing", aws_secret_access_key="testing",
+            aws_session_token="testing",
+        )
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        if self.process:
+            self.log.close()
