@@ -28,7 +28,7 @@ tools: $(STAMP)
 	@$(VENV_PY) -c "import moto; print('moto', moto.__version__)"
 	@cfn-lint --version
 	@aws --version
-	@cargo-lambda --version
+	@cargo-lambda lambda --version
 
 build:
 	$(CARGO) build --workspace --all-targets --locked
