@@ -8,6 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from harness.aws_proxy import RecordingProxy  # noqa: E402
 from harness.cloudformation import CloudFormation, Resource  # noqa: E402
 from harness.lambda_service import LocalLambda  # noqa: E402
 from harness.moto import MotoServer  # noqa: E402
@@ -53,6 +54,35 @@ def example_function(moto, cfn):
     env = dict(FUNCTION_ENV, AWS_ENDPOINT_URL=moto.url, RESPONSE_URL_ALLOWED_PREFIXES=cfn.prefix)
     function = LocalLambda("example-resource", binary("example-resource", example=True), LOGS,
                            timeout=LAMBDA_TIMEOUT, env=env).start()
+    yield function
+    function.stop()
+
+
+@pytest.fixture(scope="session")
+def proxy(moto):
+    """Records every AWS call the network/service/scaling binaries make (moto behind it)."""
+    recorder = RecordingProxy(moto.url)
+    yield recorder
+    recorder.stop()
+
+
+def _function(name, moto, cfn, proxy, **extra):
+    env = dict(FUNCTION_ENV, AWS_ENDPOINT_URL=proxy.url, RESPONSE_URL_ALLOWED_PREFIXES=cfn.prefix, **extra)
+    # Generous timeout: these tests are about AWS calls, not the deadline (tested with the example).
+    return LocalLambda(name if not extra else f"{name}-{extra.get('AWS_REGION')}", binary(name), LOGS,
+                       timeout=30.0, env=env).start()
+
+
+@pytest.fixture(scope="session")
+def network_function(moto, cfn, proxy):
+    function = _function("network", moto, cfn, proxy)
+    yield function
+    function.stop()
+
+
+@pytest.fixture(scope="session")
+def network_function_in_a_two_zone_region(moto, cfn, proxy):
+    function = _function("network", moto, cfn, proxy, AWS_REGION="us-west-1", AWS_DEFAULT_REGION="us-west-1")
     yield function
     function.stop()
 

@@ -1,0 +1,53 @@
+//! Errors of `Custom::Network`.
+
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum NetworkError {
+    /// An EC2 call failed; keeps the operation, the AWS error code and message.
+    #[error("{operation}: {code}: {message}")]
+    Ec2 {
+        operation: &'static str,
+        code: String,
+        message: String,
+    },
+
+    /// A property is valid on its own but not in this account or region.
+    #[error("invalid property {property}: {message}")]
+    Property { property: &'static str, message: String },
+
+    /// Delete found things in the VPC that this resource did not create.
+    #[error("cannot delete VPC {vpc_id}: it still holds {blockers}. Delete them (or the resources that own them, e.g. services, load balancers, Lambda functions in the VPC) first, then retry the stack deletion")]
+    Blocked { vpc_id: String, blockers: String },
+
+    /// EC2 answered without a field it always sends.
+    #[error("{operation}: the response had no {field}")]
+    Missing {
+        operation: &'static str,
+        field: &'static str,
+    },
+}
+
+impl NetworkError {
+    pub fn ec2<E>(operation: &'static str) -> impl FnOnce(SdkError<E>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        move |error| NetworkError::Ec2 {
+            operation,
+            code: error.code().unwrap_or("Unknown").to_owned(),
+            message: error
+                .message()
+                .map(str::to_owned)
+                .unwrap_or_else(|| custom_resource::error::chain(&error)),
+        }
+    }
+
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            NetworkError::Ec2 { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+}
