@@ -2,7 +2,9 @@
 recorded by the proxy in front of moto."""
 import pytest
 
-from harness.aws_proxy import waves
+import json
+
+from harness.aws_proxy import max_concurrency
 from harness.cloudformation import Resource
 
 
@@ -193,12 +195,11 @@ def test_delete_of_a_vpc_holding_a_foreign_security_group_fails_naming_it_and_de
     assert network.delete().ok, "Delete is idempotent"
 
 
-def test_three_az_per_az_create_ec2_calls_and_rounds(network, ec2, proxy, capsys):
+def test_three_az_per_az_create_ec2_calls_and_rounds(network, ec2, proxy, network_function, capsys):
     proxy.clear()
     created = network.create({"Name": "prod", "AvailabilityZoneCount": 3, "NatGateways": "PerAz"})
     assert created.ok
     calls = proxy.recorded("ec2")
-    rounds = waves(calls)
     by_action = {}
     for call in calls:
         by_action[call.action] = by_action.get(call.action, 0) + 1
@@ -209,9 +210,16 @@ def test_three_az_per_az_create_ec2_calls_and_rounds(network, ec2, proxy, capsys
     for call in calls:
         if call.action in ("CreateVpc", "CreateSubnet", "CreateRouteTable", "CreateNatGateway", "AllocateAddress"):
             assert any(k.startswith("TagSpecification.1.Tag") for k in call.params), call
-    summary = " | ".join(f"round {i + 1}: {len(r)} ({', '.join(sorted({c.action for c in r}))})" for i, r in enumerate(rounds))
+    # The binary logs each round of concurrent calls; the wire must agree with it.
+    rounds = [json.loads(line) for line in network_function.logs().splitlines()
+              if line.startswith("{") and '"EC2 round done"' in line and created.request_id in line]
+    assert sum(r["calls"] for r in rounds) == len(calls), (rounds, by_action)
+    peak = max_concurrency(calls)
+    summary = " -> ".join(f"{r['round']}:{r['calls']}" for r in rounds)
     with capsys.disabled():
-        print(f"\n    3-AZ PerAz Create: {len(calls)} EC2 calls in {len(rounds)} sequential rounds\n    {summary}")
-    assert len(rounds) <= 6, summary
+        print(f"\n    3-AZ PerAz Create: {len(calls)} EC2 calls in {len(rounds)} sequential rounds "
+              f"({summary}); up to {peak} in flight at once on the wire")
+    assert len(rounds) == 5, summary
+    assert peak >= 10, f"calls of one round should overlap on the wire (peak {peak})"
     network.delete()
     assert footprint(ec2) == EMPTY

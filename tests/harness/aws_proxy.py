@@ -45,6 +45,16 @@ def waves(calls: list) -> list:
     return rounds
 
 
+def max_concurrency(calls: list) -> int:
+    """The largest number of calls in flight at once, as seen by the proxy."""
+    events = sorted([(c.started, 1) for c in calls] + [(c.finished, -1) for c in calls])
+    level = peak = 0
+    for _, step in events:
+        level += step
+        peak = max(peak, level)
+    return peak
+
+
 class RecordingProxy:
     def __init__(self, upstream: str):
         parsed = urlparse(upstream)

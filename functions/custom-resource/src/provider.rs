@@ -475,24 +475,29 @@ impl<R: Resource, D: Deliver, H: HandOver> Provider<R, D, H> {
         let resource = Arc::clone(&self.resource);
         let ctx = ctx.clone();
         let request = Arc::clone(request);
-        // A spawned task turns a panic into a JoinError instead of unwinding through us.
-        let task = tokio::spawn(async move {
-            match step {
-                Step::Start => match &*request {
-                    Request::Create { properties } => resource.create(&ctx, properties).await,
-                    Request::Update {
-                        physical_id,
-                        old,
-                        new,
-                    } => resource.update(&ctx, physical_id, old, new).await,
-                    Request::Delete {
-                        physical_id,
-                        properties,
-                    } => resource.delete(&ctx, physical_id, properties).await,
-                },
-                Step::Resume(progress) => resource.resume(&ctx, &request, &progress).await,
+        // A spawned task turns a panic into a JoinError instead of unwinding through us; it
+        // carries the request's span so the handler's own logs name the request.
+        let span = tracing::Span::current();
+        let task = tokio::spawn(
+            async move {
+                match step {
+                    Step::Start => match &*request {
+                        Request::Create { properties } => resource.create(&ctx, properties).await,
+                        Request::Update {
+                            physical_id,
+                            old,
+                            new,
+                        } => resource.update(&ctx, physical_id, old, new).await,
+                        Request::Delete {
+                            physical_id,
+                            properties,
+                        } => resource.delete(&ctx, physical_id, properties).await,
+                    },
+                    Step::Resume(progress) => resource.resume(&ctx, &request, &progress).await,
+                }
             }
-        });
+            .instrument(span),
+        );
         let abort = task.abort_handle();
         tokio::select! {
             joined = task => match joined {

@@ -15,7 +15,10 @@ pub enum NetworkError {
 
     /// A property is valid on its own but not in this account or region.
     #[error("invalid property {property}: {message}")]
-    Property { property: &'static str, message: String },
+    Property {
+        property: &'static str,
+        message: String,
+    },
 
     /// Delete found things in the VPC that this resource did not create.
     #[error("cannot delete VPC {vpc_id}: it still holds {blockers}. Delete them (or the resources that own them, e.g. services, load balancers, Lambda functions in the VPC) first, then retry the stack deletion")]

@@ -57,8 +57,14 @@ mod tests {
     #[test]
     fn three_azs_in_a_slash_16_get_private_slash_19s_and_public_slash_20s() {
         let (public, private) = carve(net("10.0.0.0/16"), 3).unwrap();
-        assert_eq!(show(&private), ["10.0.0.0/19", "10.0.32.0/19", "10.0.64.0/19"]);
-        assert_eq!(show(&public), ["10.0.128.0/20", "10.0.144.0/20", "10.0.160.0/20"]);
+        assert_eq!(
+            show(&private),
+            ["10.0.0.0/19", "10.0.32.0/19", "10.0.64.0/19"]
+        );
+        assert_eq!(
+            show(&public),
+            ["10.0.128.0/20", "10.0.144.0/20", "10.0.160.0/20"]
+        );
     }
 
     #[test]
@@ -72,8 +78,12 @@ mod tests {
     fn subnets_never_overlap_and_stay_inside_the_vpc() {
         for prefix in 16..=24u8 {
             for azs in 1..=6usize {
-                let vpc = Ipv4Net::new("10.20.0.0".parse().unwrap(), prefix).unwrap().trunc();
-                let Ok((public, private)) = carve(vpc, azs) else { continue };
+                let vpc = Ipv4Net::new("10.20.0.0".parse().unwrap(), prefix)
+                    .unwrap()
+                    .trunc();
+                let Ok((public, private)) = carve(vpc, azs) else {
+                    continue;
+                };
                 let all: Vec<Ipv4Net> = public.iter().chain(private.iter()).copied().collect();
                 assert_eq!(all.len(), azs * 2);
                 for (i, a) in all.iter().enumerate() {

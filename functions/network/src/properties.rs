@@ -130,13 +130,24 @@ impl Properties for NetworkProperties {
                 return Err(PropertyError::new(at, "must be 1 to 128 characters"));
             }
             if tag.key == "Name" {
-                return Err(PropertyError::new(at, "Name tags are derived from the Name property; set Name instead"));
+                return Err(PropertyError::new(
+                    at,
+                    "Name tags are derived from the Name property; set Name instead",
+                ));
             }
-            if tag.key.to_ascii_lowercase().starts_with("aws:") || tag.key.starts_with(RESERVED_TAG_PREFIX) {
-                return Err(PropertyError::new(at, format!("{} is reserved; choose another key", tag.key)));
+            if tag.key.to_ascii_lowercase().starts_with("aws:")
+                || tag.key.starts_with(RESERVED_TAG_PREFIX)
+            {
+                return Err(PropertyError::new(
+                    at,
+                    format!("{} is reserved; choose another key", tag.key),
+                ));
             }
             if tag.value.chars().count() > 256 {
-                return Err(PropertyError::new(format!("Tags[{index}].Value"), "must be at most 256 characters"));
+                return Err(PropertyError::new(
+                    format!("Tags[{index}].Value"),
+                    "must be at most 256 characters",
+                ));
             }
             if !keys.insert(tag.key.as_str()) {
                 return Err(PropertyError::new(at, format!("{} appears twice", tag.key)));
@@ -144,7 +155,10 @@ impl Properties for NetworkProperties {
         }
         // EC2 allows 50 tags; this resource writes 6 of its own.
         if self.tags.len() > 44 {
-            return Err(PropertyError::new("Tags", "at most 44 tags (EC2 allows 50 and this resource uses 6)"));
+            return Err(PropertyError::new(
+                "Tags",
+                "at most 44 tags (EC2 allows 50 and this resource uses 6)",
+            ));
         }
         Ok(())
     }
@@ -166,7 +180,9 @@ mod tests {
 
     #[test]
     fn the_az_count_arrives_as_a_string() {
-        let p: NetworkProperties = parse(&json!({"Name": "dev", "AvailabilityZoneCount": "3", "NatGateways": "PerAz"})).unwrap();
+        let p: NetworkProperties =
+            parse(&json!({"Name": "dev", "AvailabilityZoneCount": "3", "NatGateways": "PerAz"}))
+                .unwrap();
         assert_eq!(p.availability_zone_count, 3);
         assert_eq!(p.nat_gateways, NatGateways::PerAz);
     }
@@ -195,9 +211,15 @@ mod tests {
 
         let e = error(json!({"Name": "dev", "NatGateways": "Double"}));
         assert_eq!(e.property, "NatGateways");
-        assert!(e.message.contains("expected one of `None`, `Single`, `PerAz`"), "{}", e.message);
+        assert!(
+            e.message
+                .contains("expected one of `None`, `Single`, `PerAz`"),
+            "{}",
+            e.message
+        );
 
-        let e = error(json!({"Name": "dev", "CidrBlock": "10.0.0.0/24", "AvailabilityZoneCount": 6}));
+        let e =
+            error(json!({"Name": "dev", "CidrBlock": "10.0.0.0/24", "AvailabilityZoneCount": 6}));
         assert_eq!(e.property, "CidrBlock");
         assert!(e.message.contains("too small"), "{}", e.message);
 
@@ -217,9 +239,11 @@ mod tests {
         let a: NetworkProperties = parse(&json!({"Name": "dev"})).unwrap();
         let b: NetworkProperties = parse(&json!({"Name": "prod", "NatGateways": "PerAz", "Tags": [{"Key": "team", "Value": "x"}]})).unwrap();
         assert!(!a.needs_replacement(&b));
-        let c: NetworkProperties = parse(&json!({"Name": "dev", "CidrBlock": "10.1.0.0/16"})).unwrap();
+        let c: NetworkProperties =
+            parse(&json!({"Name": "dev", "CidrBlock": "10.1.0.0/16"})).unwrap();
         assert!(a.needs_replacement(&c));
-        let d: NetworkProperties = parse(&json!({"Name": "dev", "AvailabilityZoneCount": 3})).unwrap();
+        let d: NetworkProperties =
+            parse(&json!({"Name": "dev", "AvailabilityZoneCount": 3})).unwrap();
         assert!(a.needs_replacement(&d));
     }
 }

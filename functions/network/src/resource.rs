@@ -8,12 +8,12 @@ use crate::error::NetworkError;
 use crate::layout;
 use crate::properties::{NatGateways, NetworkProperties};
 use crate::state::{
-    discover, filter, DefaultRoute, Eip, Igw, Nat, RouteTable, State, Subnet, TAG_AZ,
-    TAG_LOGICAL, TAG_REQUEST, TAG_ROLE, TAG_STACK, TAG_VPC,
+    discover, filter, DefaultRoute, Eip, Igw, Nat, RouteTable, State, Subnet, TAG_AZ, TAG_LOGICAL,
+    TAG_REQUEST, TAG_ROLE, TAG_STACK, TAG_VPC,
 };
 use aws_sdk_ec2::types::{
-    AttributeBooleanValue, AvailabilityZoneOptInStatus, DomainType, ResourceType,
-    Tag as Ec2Tag, TagSpecification,
+    AttributeBooleanValue, AvailabilityZoneOptInStatus, DomainType, ResourceType, Tag as Ec2Tag,
+    TagSpecification,
 };
 use custom_resource::{Completion, Context, Outcome, PhysicalId, Request, RequestType, Resource};
 use futures::future::{try_join_all, BoxFuture};
@@ -43,9 +43,21 @@ enum Effect {
     Subnet(Subnet),
     RouteTable(RouteTable),
     Eip(Eip),
-    Associated { table: String, association: String, subnet: String },
-    Reassociated { from: String, to: String, association: String, subnet: String },
-    Route { table: String, route: Option<DefaultRoute> },
+    Associated {
+        table: String,
+        association: String,
+        subnet: String,
+    },
+    Reassociated {
+        from: String,
+        to: String,
+        association: String,
+        subnet: String,
+    },
+    Route {
+        table: String,
+        route: Option<DefaultRoute>,
+    },
     Nat(Nat),
     NatDeleting(String),
     Released(String),
@@ -78,7 +90,14 @@ impl Owner<'_> {
         tags
     }
 
-    fn spec(&self, kind: ResourceType, name: &str, role: &str, az: Option<&str>, vpc_id: Option<&str>) -> TagSpecification {
+    fn spec(
+        &self,
+        kind: ResourceType,
+        name: &str,
+        role: &str,
+        az: Option<&str>,
+        vpc_id: Option<&str>,
+    ) -> TagSpecification {
         TagSpecification::builder()
             .resource_type(kind)
             .set_tags(Some(self.tags(name, role, az, vpc_id)))
@@ -153,7 +172,11 @@ impl Network {
     }
 
     /// The VPC (`kind` "vpc") or internet gateway this request already created, if any.
-    async fn find_by_request(&self, kind: &'static str, ctx: &Context) -> Result<Option<String>, NetworkError> {
+    async fn find_by_request(
+        &self,
+        kind: &'static str,
+        ctx: &Context,
+    ) -> Result<Option<String>, NetworkError> {
         let tag_filter = filter(&format!("tag:{TAG_REQUEST}"), &ctx.request_id);
         let logical = filter(&format!("tag:{TAG_LOGICAL}"), &ctx.logical_resource_id);
         match kind {
@@ -184,16 +207,24 @@ impl Network {
 
     /// Create (or, for a redelivered request, find) the VPC and internet gateway, then build
     /// the rest. Returns the VPC id with the outcome.
-    async fn build(&self, ctx: &Context, props: &NetworkProperties) -> Result<(String, Outcome), NetworkError> {
+    async fn build(
+        &self,
+        ctx: &Context,
+        props: &NetworkProperties,
+    ) -> Result<(String, Outcome), NetworkError> {
         let owner = Owner { ctx, props };
         // Round 1: what this request already made, and the region's zones.
+        let started = std::time::Instant::now();
         let (vpc, igw, azs) = futures::try_join!(
             self.find_by_request("vpc", ctx),
             self.find_by_request("igw", ctx),
             self.zones(props.availability_zone_count),
         )?;
+        log_round("lookup", 3, started);
         let cidr = props.cidr_block.to_string();
         // Round 2: the VPC and the internet gateway, concurrently.
+        let started = std::time::Instant::now();
+        let round_two = usize::from(vpc.is_none()) + usize::from(igw.is_none());
         let create_vpc = async {
             if let Some(id) = vpc.clone() {
                 info!(vpc_id = %id, "redelivered request: continuing with the VPC it already created");
@@ -210,7 +241,10 @@ impl Network {
             let id = created
                 .vpc()
                 .and_then(|v| v.vpc_id())
-                .ok_or(NetworkError::Missing { operation: "CreateVpc", field: "VpcId" })?;
+                .ok_or(NetworkError::Missing {
+                    operation: "CreateVpc",
+                    field: "VpcId",
+                })?;
             Ok((id.to_owned(), true))
         };
         let create_igw = async {
@@ -234,16 +268,25 @@ impl Network {
                 .internet_gateway()
                 .and_then(|g| g.internet_gateway_id())
                 .map(str::to_owned)
-                .ok_or(NetworkError::Missing { operation: "CreateInternetGateway", field: "InternetGatewayId" })
+                .ok_or(NetworkError::Missing {
+                    operation: "CreateInternetGateway",
+                    field: "InternetGatewayId",
+                })
         };
         let ((vpc_id, fresh), igw_id) = futures::try_join!(create_vpc, create_igw)?;
+        if round_two > 0 {
+            log_round("vpc", round_two, started);
+        }
         let mut state = if fresh {
             State::empty(&vpc_id, &cidr)
         } else {
             discover(&self.ec2, &vpc_id).await?
         };
         if state.igw.is_none() {
-            state.igw = Some(Igw { id: igw_id, attached: false });
+            state.igw = Some(Igw {
+                id: igw_id,
+                attached: false,
+            });
         }
         let outcome = self.reconcile(&owner, &azs, state, true, None).await?;
         Ok((vpc_id, outcome))
@@ -261,8 +304,13 @@ impl Network {
         let props = owner.props;
         let vpc_id = state.vpc_id.clone();
         let name = props.name.as_str();
-        let (public_blocks, private_blocks) = layout::carve(props.cidr_block, azs.len())
-            .map_err(|message| NetworkError::Property { property: "CidrBlock", message })?;
+        let (public_blocks, private_blocks) =
+            layout::carve(props.cidr_block, azs.len()).map_err(|message| {
+                NetworkError::Property {
+                    property: "CidrBlock",
+                    message,
+                }
+            })?;
         let wanted_nats = desired_nat_azs(props.nat_gateways, azs);
 
         // Round A: everything that needs only the VPC.
@@ -272,26 +320,51 @@ impl Network {
                 let vpc_id = vpc_id.clone();
                 calls.push(Box::pin(async move {
                     let request = self.ec2.modify_vpc_attribute().vpc_id(vpc_id);
-                    let request = if hostnames { request.enable_dns_hostnames(yes()) } else { request.enable_dns_support(yes()) };
-                    request.send().await.map_err(NetworkError::ec2("ModifyVpcAttribute"))?;
+                    let request = if hostnames {
+                        request.enable_dns_hostnames(yes())
+                    } else {
+                        request.enable_dns_support(yes())
+                    };
+                    request
+                        .send()
+                        .await
+                        .map_err(NetworkError::ec2("ModifyVpcAttribute"))?;
                     Ok(Effect::Nothing)
                 }));
             }
         }
         if let Some(igw) = state.igw.clone().filter(|igw| !igw.attached) {
+            let (tag_igw, tag_vpc) = (igw.id.clone(), vpc_id.clone());
+            calls.push(Box::pin(async move {
+                // Lets a later Delete find the gateway by VPC even if it is detached.
+                self.ec2
+                    .create_tags()
+                    .resources(tag_igw)
+                    .tags(ec2_tag(TAG_VPC, &tag_vpc))
+                    .send()
+                    .await
+                    .map_err(NetworkError::ec2("CreateTags"))?;
+                Ok(Effect::Nothing)
+            }));
             let vpc_id = vpc_id.clone();
             calls.push(Box::pin(async move {
-                let attach = self.ec2.attach_internet_gateway().internet_gateway_id(&igw.id).vpc_id(&vpc_id).send();
-                let tag = self.ec2.create_tags().resources(&igw.id).tags(ec2_tag(TAG_VPC, &vpc_id)).send();
-                let (attached, tagged) = futures::join!(attach, tag);
-                match attached {
+                match self
+                    .ec2
+                    .attach_internet_gateway()
+                    .internet_gateway_id(&igw.id)
+                    .vpc_id(&vpc_id)
+                    .send()
+                    .await
+                {
                     Ok(_) => {}
                     // Already attached to this VPC by an earlier delivery.
-                    Err(e) if e.as_service_error().and_then(|s| aws_sdk_ec2::error::ProvideErrorMetadata::code(s)) == Some("Resource.AlreadyAssociated") => {}
+                    Err(e) if is_code(&e, "Resource.AlreadyAssociated") => {}
                     Err(e) => return Err(NetworkError::ec2("AttachInternetGateway")(e)),
                 }
-                tagged.map_err(NetworkError::ec2("CreateTags"))?;
-                Ok(Effect::Igw(Igw { id: igw.id, attached: true }))
+                Ok(Effect::Igw(Igw {
+                    id: igw.id,
+                    attached: true,
+                }))
             }));
         }
         for (index, az) in azs.iter().enumerate() {
@@ -300,25 +373,49 @@ impl Network {
                     continue;
                 }
                 let kind = if public { "public" } else { "private" };
-                let spec = owner.spec(ResourceType::Subnet, &format!("{name}-{kind}-{az}"), &format!("{kind}-subnet"), Some(az), Some(&vpc_id));
+                let spec = owner.spec(
+                    ResourceType::Subnet,
+                    &format!("{name}-{kind}-{az}"),
+                    &format!("{kind}-subnet"),
+                    Some(az),
+                    Some(&vpc_id),
+                );
                 let (vpc_id, az) = (vpc_id.clone(), az.clone());
                 calls.push(Box::pin(async move {
-                    let created = self.ec2.create_subnet().vpc_id(vpc_id).cidr_block(block.to_string()).availability_zone(&az)
-                        .tag_specifications(spec).send().await.map_err(NetworkError::ec2("CreateSubnet"))?;
-                    let id = created.subnet().and_then(|s| s.subnet_id()).ok_or(NetworkError::Missing { operation: "CreateSubnet", field: "SubnetId" })?;
-                    if public {
-                        // Tasks in public subnets (and NAT) need public addresses.
-                        self.ec2.modify_subnet_attribute().subnet_id(id).map_public_ip_on_launch(yes()).send().await
-                            .map_err(NetworkError::ec2("ModifySubnetAttribute"))?;
-                    }
-                    Ok(Effect::Subnet(Subnet { id: id.to_owned(), az, public }))
+                    let created = self
+                        .ec2
+                        .create_subnet()
+                        .vpc_id(vpc_id)
+                        .cidr_block(block.to_string())
+                        .availability_zone(&az)
+                        .tag_specifications(spec)
+                        .send()
+                        .await
+                        .map_err(NetworkError::ec2("CreateSubnet"))?;
+                    let id = created.subnet().and_then(|s| s.subnet_id()).ok_or(
+                        NetworkError::Missing {
+                            operation: "CreateSubnet",
+                            field: "SubnetId",
+                        },
+                    )?;
+                    Ok(Effect::Subnet(Subnet {
+                        id: id.to_owned(),
+                        az,
+                        public,
+                    }))
                 }));
             }
         }
         let mut wanted_tables: Vec<(bool, Option<String>)> = vec![(true, None)];
         wanted_tables.extend(azs.iter().map(|az| (false, Some(az.clone()))));
         for (public, az) in wanted_tables {
-            let exists = if public { state.public_route_table().is_some() } else { state.private_route_table(az.as_deref().unwrap_or_default()).is_some() };
+            let exists = if public {
+                state.public_route_table().is_some()
+            } else {
+                state
+                    .private_route_table(az.as_deref().unwrap_or_default())
+                    .is_some()
+            };
             if exists {
                 continue;
             }
@@ -326,13 +423,37 @@ impl Network {
                 None => (format!("{name}-public"), "public-route-table"),
                 Some(az) => (format!("{name}-private-{az}"), "private-route-table"),
             };
-            let spec = owner.spec(ResourceType::RouteTable, &table_name, role, az.as_deref(), Some(&vpc_id));
+            let spec = owner.spec(
+                ResourceType::RouteTable,
+                &table_name,
+                role,
+                az.as_deref(),
+                Some(&vpc_id),
+            );
             let vpc_id = vpc_id.clone();
             calls.push(Box::pin(async move {
-                let created = self.ec2.create_route_table().vpc_id(vpc_id).tag_specifications(spec).send().await
+                let created = self
+                    .ec2
+                    .create_route_table()
+                    .vpc_id(vpc_id)
+                    .tag_specifications(spec)
+                    .send()
+                    .await
                     .map_err(NetworkError::ec2("CreateRouteTable"))?;
-                let id = created.route_table().and_then(|t| t.route_table_id()).ok_or(NetworkError::Missing { operation: "CreateRouteTable", field: "RouteTableId" })?;
-                Ok(Effect::RouteTable(RouteTable { id: id.to_owned(), public, az, associations: Vec::new(), default_route: None }))
+                let id = created
+                    .route_table()
+                    .and_then(|t| t.route_table_id())
+                    .ok_or(NetworkError::Missing {
+                        operation: "CreateRouteTable",
+                        field: "RouteTableId",
+                    })?;
+                Ok(Effect::RouteTable(RouteTable {
+                    id: id.to_owned(),
+                    public,
+                    az,
+                    associations: Vec::new(),
+                    default_route: None,
+                }))
             }));
         }
         for az in &wanted_nats {
@@ -341,36 +462,103 @@ impl Network {
             if has_nat || spare.is_some() {
                 continue;
             }
-            let spec = owner.spec(ResourceType::ElasticIp, &format!("{name}-nat-{az}"), "nat-eip", Some(az), Some(&vpc_id));
+            let spec = owner.spec(
+                ResourceType::ElasticIp,
+                &format!("{name}-nat-{az}"),
+                "nat-eip",
+                Some(az),
+                Some(&vpc_id),
+            );
             let az = az.clone();
             calls.push(Box::pin(async move {
-                let created = self.ec2.allocate_address().domain(DomainType::Vpc).tag_specifications(spec).send().await
+                let created = self
+                    .ec2
+                    .allocate_address()
+                    .domain(DomainType::Vpc)
+                    .tag_specifications(spec)
+                    .send()
+                    .await
                     .map_err(NetworkError::ec2("AllocateAddress"))?;
-                let id = created.allocation_id().ok_or(NetworkError::Missing { operation: "AllocateAddress", field: "AllocationId" })?;
-                Ok(Effect::Eip(Eip { allocation_id: id.to_owned(), az: Some(az) }))
+                let id = created.allocation_id().ok_or(NetworkError::Missing {
+                    operation: "AllocateAddress",
+                    field: "AllocationId",
+                })?;
+                Ok(Effect::Eip(Eip {
+                    allocation_id: id.to_owned(),
+                    az: Some(az),
+                }))
             }));
         }
+        let subnets_before: BTreeSet<String> = state.subnets.iter().map(|s| s.id.clone()).collect();
         self.round("A", calls, &mut state).await?;
 
-        // Round B: associations, the public default route, NAT gateways.
+        // Round B: associations, the public default route, NAT gateways, public addressing.
         let mut calls: Vec<Call> = Vec::new();
+        for subnet in state
+            .subnets
+            .iter()
+            .filter(|s| s.public && !subnets_before.contains(&s.id))
+            .cloned()
+        {
+            // Tasks placed in public subnets need public addresses.
+            calls.push(Box::pin(async move {
+                self.ec2
+                    .modify_subnet_attribute()
+                    .subnet_id(&subnet.id)
+                    .map_public_ip_on_launch(yes())
+                    .send()
+                    .await
+                    .map_err(NetworkError::ec2("ModifySubnetAttribute"))?;
+                Ok(Effect::Nothing)
+            }));
+        }
         for subnet in state.subnets.clone() {
-            let target = if subnet.public { state.public_route_table() } else { state.private_route_table(&subnet.az) };
-            let Some(target) = target.map(|t| t.id.clone()) else { continue };
+            let target = if subnet.public {
+                state.public_route_table()
+            } else {
+                state.private_route_table(&subnet.az)
+            };
+            let Some(target) = target.map(|t| t.id.clone()) else {
+                continue;
+            };
             let current = state.route_tables.iter().find_map(|t| {
-                t.associations.iter().find(|(_, s)| *s == subnet.id).map(|(a, _)| (t.id.clone(), a.clone()))
+                t.associations
+                    .iter()
+                    .find(|(_, s)| *s == subnet.id)
+                    .map(|(a, _)| (t.id.clone(), a.clone()))
             });
             match current {
                 Some((table, _)) if table == target => {}
                 Some((table, association)) => calls.push(Box::pin(async move {
-                    let replaced = self.ec2.replace_route_table_association().association_id(association).route_table_id(&target).send().await
+                    let replaced = self
+                        .ec2
+                        .replace_route_table_association()
+                        .association_id(association)
+                        .route_table_id(&target)
+                        .send()
+                        .await
                         .map_err(NetworkError::ec2("ReplaceRouteTableAssociation"))?;
-                    Ok(Effect::Reassociated { from: table, to: target, association: replaced.new_association_id().unwrap_or_default().to_owned(), subnet: subnet.id })
+                    Ok(Effect::Reassociated {
+                        from: table,
+                        to: target,
+                        association: replaced.new_association_id().unwrap_or_default().to_owned(),
+                        subnet: subnet.id,
+                    })
                 })),
                 None => calls.push(Box::pin(async move {
-                    let associated = self.ec2.associate_route_table().route_table_id(&target).subnet_id(&subnet.id).send().await
+                    let associated = self
+                        .ec2
+                        .associate_route_table()
+                        .route_table_id(&target)
+                        .subnet_id(&subnet.id)
+                        .send()
+                        .await
                         .map_err(NetworkError::ec2("AssociateRouteTable"))?;
-                    Ok(Effect::Associated { table: target, association: associated.association_id().unwrap_or_default().to_owned(), subnet: subnet.id })
+                    Ok(Effect::Associated {
+                        table: target,
+                        association: associated.association_id().unwrap_or_default().to_owned(),
+                        subnet: subnet.id,
+                    })
                 })),
             }
         }
@@ -380,13 +568,28 @@ impl Network {
                 let replace = table.default_route.is_some();
                 calls.push(Box::pin(async move {
                     if replace {
-                        self.ec2.replace_route().route_table_id(&table.id).destination_cidr_block(ANYWHERE).gateway_id(&igw.id).send().await
+                        self.ec2
+                            .replace_route()
+                            .route_table_id(&table.id)
+                            .destination_cidr_block(ANYWHERE)
+                            .gateway_id(&igw.id)
+                            .send()
+                            .await
                             .map_err(NetworkError::ec2("ReplaceRoute"))?;
                     } else {
-                        self.ec2.create_route().route_table_id(&table.id).destination_cidr_block(ANYWHERE).gateway_id(&igw.id).send().await
+                        self.ec2
+                            .create_route()
+                            .route_table_id(&table.id)
+                            .destination_cidr_block(ANYWHERE)
+                            .gateway_id(&igw.id)
+                            .send()
+                            .await
                             .map_err(NetworkError::ec2("CreateRoute"))?;
                     }
-                    Ok(Effect::Route { table: table.id, route: Some(want) })
+                    Ok(Effect::Route {
+                        table: table.id,
+                        route: Some(want),
+                    })
                 }));
             }
         }
@@ -394,78 +597,180 @@ impl Network {
             if state.live_nat(az).is_some() {
                 continue;
             }
-            let (Some(subnet), Some(eip)) = (state.subnet(az, true).cloned(), self.spare_eip(&state, az)) else { continue };
-            let spec = owner.spec(ResourceType::Natgateway, &format!("{name}-nat-{az}"), "nat-gateway", Some(az), Some(&vpc_id));
+            let (Some(subnet), Some(eip)) =
+                (state.subnet(az, true).cloned(), self.spare_eip(&state, az))
+            else {
+                continue;
+            };
+            let spec = owner.spec(
+                ResourceType::Natgateway,
+                &format!("{name}-nat-{az}"),
+                "nat-gateway",
+                Some(az),
+                Some(&vpc_id),
+            );
             // Same token for a redelivered request: EC2 returns the NAT it already made.
-            let token: String = format!("{}-{az}", owner.ctx.idempotency_token(40)).chars().take(64).collect();
+            let token: String = format!("{}-{az}", owner.ctx.idempotency_token(40))
+                .chars()
+                .take(64)
+                .collect();
             let az = az.clone();
             calls.push(Box::pin(async move {
-                let created = self.ec2.create_nat_gateway().subnet_id(&subnet.id).allocation_id(&eip).client_token(token).tag_specifications(spec).send().await
+                let created = self
+                    .ec2
+                    .create_nat_gateway()
+                    .subnet_id(&subnet.id)
+                    .allocation_id(&eip)
+                    .client_token(token)
+                    .tag_specifications(spec)
+                    .send()
+                    .await
                     .map_err(NetworkError::ec2("CreateNatGateway"))?;
-                let nat = created.nat_gateway().ok_or(NetworkError::Missing { operation: "CreateNatGateway", field: "NatGateway" })?;
+                let nat = created.nat_gateway().ok_or(NetworkError::Missing {
+                    operation: "CreateNatGateway",
+                    field: "NatGateway",
+                })?;
                 Ok(Effect::Nat(Nat {
                     id: nat.nat_gateway_id().unwrap_or_default().to_owned(),
                     az,
-                    state: nat.state().map(|s| s.as_str().to_owned()).unwrap_or_else(|| "pending".into()),
+                    state: nat
+                        .state()
+                        .map(|s| s.as_str().to_owned())
+                        .unwrap_or_else(|| "pending".into()),
                     allocation_ids: vec![eip],
-                    interface_ids: nat.nat_gateway_addresses().iter().filter_map(|a| a.network_interface_id().map(str::to_owned)).collect(),
+                    interface_ids: nat
+                        .nat_gateway_addresses()
+                        .iter()
+                        .filter_map(|a| a.network_interface_id().map(str::to_owned))
+                        .collect(),
                 }))
             }));
         }
         self.round("B", calls, &mut state).await?;
 
-        let pending: Vec<String> = wanted_nats.iter().filter_map(|az| state.live_nat(az)).filter(|n| n.state == "pending").map(|n| n.id.clone()).collect();
+        let pending: Vec<String> = wanted_nats
+            .iter()
+            .filter_map(|az| state.live_nat(az))
+            .filter(|n| n.state == "pending")
+            .map(|n| n.id.clone())
+            .collect();
         if !pending.is_empty() {
-            return Ok(Outcome::pending(format!("NAT gateways {} to become available", pending.join(", ")), Progress { vpc_id: vpc_id.clone() })
-                .with_physical_id(vpc_id));
+            return Ok(Outcome::pending(
+                format!("NAT gateways {} to become available", pending.join(", ")),
+                Progress {
+                    vpc_id: vpc_id.clone(),
+                },
+            )
+            .with_physical_id(vpc_id));
         }
 
         // Round C: private default routes, switched to the new NATs before the old ones go.
         let mut calls: Vec<Call> = Vec::new();
         for az in azs {
-            let Some(table) = state.private_route_table(az).cloned() else { continue };
-            let want = nat_for(props.nat_gateways, azs, az).and_then(|nat_az| state.live_nat(&nat_az).map(|n| DefaultRoute::Nat(n.id.clone())));
+            let Some(table) = state.private_route_table(az).cloned() else {
+                continue;
+            };
+            let want = nat_for(props.nat_gateways, azs, az).and_then(|nat_az| {
+                state
+                    .live_nat(&nat_az)
+                    .map(|n| DefaultRoute::Nat(n.id.clone()))
+            });
             if table.default_route == want {
                 continue;
             }
             calls.push(Box::pin(async move {
                 match (&table.default_route, &want) {
                     (Some(_), Some(DefaultRoute::Nat(nat))) => {
-                        self.ec2.replace_route().route_table_id(&table.id).destination_cidr_block(ANYWHERE).nat_gateway_id(nat).send().await
+                        self.ec2
+                            .replace_route()
+                            .route_table_id(&table.id)
+                            .destination_cidr_block(ANYWHERE)
+                            .nat_gateway_id(nat)
+                            .send()
+                            .await
                             .map_err(NetworkError::ec2("ReplaceRoute"))?;
                     }
                     (None, Some(DefaultRoute::Nat(nat))) => {
-                        self.ec2.create_route().route_table_id(&table.id).destination_cidr_block(ANYWHERE).nat_gateway_id(nat).send().await
+                        self.ec2
+                            .create_route()
+                            .route_table_id(&table.id)
+                            .destination_cidr_block(ANYWHERE)
+                            .nat_gateway_id(nat)
+                            .send()
+                            .await
                             .map_err(NetworkError::ec2("CreateRoute"))?;
                     }
                     _ => {
-                        self.ec2.delete_route().route_table_id(&table.id).destination_cidr_block(ANYWHERE).send().await
+                        self.ec2
+                            .delete_route()
+                            .route_table_id(&table.id)
+                            .destination_cidr_block(ANYWHERE)
+                            .send()
+                            .await
                             .map_err(NetworkError::ec2("DeleteRoute"))?;
                     }
                 }
-                Ok(Effect::Route { table: table.id, route: want })
+                Ok(Effect::Route {
+                    table: table.id,
+                    route: want,
+                })
             }));
         }
         self.round("C", calls, &mut state).await?;
 
         // Round D: NATs no longer wanted (now unused), then their addresses.
-        let keep: BTreeSet<String> = wanted_nats.iter().filter_map(|az| state.live_nat(az)).map(|n| n.id.clone()).collect();
+        let keep: BTreeSet<String> = wanted_nats
+            .iter()
+            .filter_map(|az| state.live_nat(az))
+            .map(|n| n.id.clone())
+            .collect();
         let mut calls: Vec<Call> = Vec::new();
-        for nat in state.nats.iter().filter(|n| n.is_live() && !keep.contains(&n.id)).cloned() {
+        for nat in state
+            .nats
+            .iter()
+            .filter(|n| n.is_live() && !keep.contains(&n.id))
+            .cloned()
+        {
             calls.push(Box::pin(async move {
-                self.ec2.delete_nat_gateway().nat_gateway_id(&nat.id).send().await.map_err(NetworkError::ec2("DeleteNatGateway"))?;
+                self.ec2
+                    .delete_nat_gateway()
+                    .nat_gateway_id(&nat.id)
+                    .send()
+                    .await
+                    .map_err(NetworkError::ec2("DeleteNatGateway"))?;
                 Ok(Effect::NatDeleting(nat.id))
             }));
         }
         self.round("D", calls, &mut state).await?;
         if let Some(waiting) = self.nats_still_deleting(&state, &vpc_id).await? {
-            return Ok(Outcome::pending(format!("NAT gateways {waiting} to be deleted"), Progress { vpc_id: vpc_id.clone() }).with_physical_id(vpc_id));
+            return Ok(Outcome::pending(
+                format!("NAT gateways {waiting} to be deleted"),
+                Progress {
+                    vpc_id: vpc_id.clone(),
+                },
+            )
+            .with_physical_id(vpc_id));
         }
-        let in_use: BTreeSet<String> = state.nats.iter().filter(|n| n.is_live()).flat_map(|n| n.allocation_ids.clone()).collect();
+        let in_use: BTreeSet<String> = state
+            .nats
+            .iter()
+            .filter(|n| n.is_live())
+            .flat_map(|n| n.allocation_ids.clone())
+            .collect();
         let mut calls: Vec<Call> = Vec::new();
-        for eip in state.eips.iter().filter(|e| !in_use.contains(&e.allocation_id)).cloned() {
+        for eip in state
+            .eips
+            .iter()
+            .filter(|e| !in_use.contains(&e.allocation_id))
+            .cloned()
+        {
             calls.push(Box::pin(async move {
-                self.ec2.release_address().allocation_id(&eip.allocation_id).send().await.map_err(NetworkError::ec2("ReleaseAddress"))?;
+                self.ec2
+                    .release_address()
+                    .allocation_id(&eip.allocation_id)
+                    .send()
+                    .await
+                    .map_err(NetworkError::ec2("ReleaseAddress"))?;
                 Ok(Effect::Released(eip.allocation_id))
             }));
         }
@@ -479,28 +784,51 @@ impl Network {
 
     /// An allocated, unused address for a NAT in `az`.
     fn spare_eip(&self, state: &State, az: &str) -> Option<String> {
-        let used: BTreeSet<&String> = state.nats.iter().filter(|n| !n.is_gone()).flat_map(|n| n.allocation_ids.iter()).collect();
-        state.eips.iter().find(|e| e.az.as_deref() == Some(az) && !used.contains(&e.allocation_id)).map(|e| e.allocation_id.clone())
+        let used: BTreeSet<&String> = state
+            .nats
+            .iter()
+            .filter(|n| !n.is_gone())
+            .flat_map(|n| n.allocation_ids.iter())
+            .collect();
+        state
+            .eips
+            .iter()
+            .find(|e| e.az.as_deref() == Some(az) && !used.contains(&e.allocation_id))
+            .map(|e| e.allocation_id.clone())
     }
 
     /// NATs of ours that are deleting, re-read from EC2 (deletion takes about a minute).
-    async fn nats_still_deleting(&self, state: &State, vpc_id: &str) -> Result<Option<String>, NetworkError> {
+    async fn nats_still_deleting(
+        &self,
+        state: &State,
+        vpc_id: &str,
+    ) -> Result<Option<String>, NetworkError> {
         if !state.nats.iter().any(|n| n.state == "deleting") {
             return Ok(None);
         }
         let fresh = discover(&self.ec2, vpc_id).await?;
-        let deleting: Vec<String> = fresh.nats.iter().filter(|n| n.state == "deleting").map(|n| n.id.clone()).collect();
+        let deleting: Vec<String> = fresh
+            .nats
+            .iter()
+            .filter(|n| n.state == "deleting")
+            .map(|n| n.id.clone())
+            .collect();
         Ok((!deleting.is_empty()).then(|| deleting.join(", ")))
     }
 
-    async fn round(&self, label: &str, calls: Vec<Call<'_>>, state: &mut State) -> Result<(), NetworkError> {
+    async fn round(
+        &self,
+        label: &str,
+        calls: Vec<Call<'_>>,
+        state: &mut State,
+    ) -> Result<(), NetworkError> {
         if calls.is_empty() {
             return Ok(());
         }
         let count = calls.len();
         let started = std::time::Instant::now();
         let effects = try_join_all(calls).await?;
-        info!(round = label, calls = count, duration_ms = started.elapsed().as_millis() as u64, "EC2 round done");
+        log_round(label, count, started);
         for effect in effects {
             apply(state, effect);
         }
@@ -508,24 +836,42 @@ impl Network {
     }
 
     /// Re-applies Name and user tags (after a Name or Tags change) and removes dropped tag keys.
-    async fn retag(&self, owner: &Owner<'_>, state: &State, removed: &[String]) -> Result<(), NetworkError> {
+    async fn retag(
+        &self,
+        owner: &Owner<'_>,
+        state: &State,
+        removed: &[String],
+    ) -> Result<(), NetworkError> {
         let name = &owner.props.name;
         let mut targets: Vec<(String, String)> = vec![(state.vpc_id.clone(), name.clone())];
         if let Some(igw) = &state.igw {
             targets.push((igw.id.clone(), format!("{name}-igw")));
         }
         for s in &state.subnets {
-            targets.push((s.id.clone(), format!("{name}-{}-{}", if s.public { "public" } else { "private" }, s.az)));
+            targets.push((
+                s.id.clone(),
+                format!(
+                    "{name}-{}-{}",
+                    if s.public { "public" } else { "private" },
+                    s.az
+                ),
+            ));
         }
         for t in &state.route_tables {
-            let label = match &t.az { Some(az) if !t.public => format!("{name}-private-{az}"), _ => format!("{name}-public") };
+            let label = match &t.az {
+                Some(az) if !t.public => format!("{name}-private-{az}"),
+                _ => format!("{name}-public"),
+            };
             targets.push((t.id.clone(), label));
         }
         for n in state.nats.iter().filter(|n| n.is_live()) {
             targets.push((n.id.clone(), format!("{name}-nat-{}", n.az)));
         }
         for e in &state.eips {
-            targets.push((e.allocation_id.clone(), format!("{name}-nat-{}", e.az.as_deref().unwrap_or("eip"))));
+            targets.push((
+                e.allocation_id.clone(),
+                format!("{name}-nat-{}", e.az.as_deref().unwrap_or("eip")),
+            ));
         }
         let ids: Vec<String> = targets.iter().map(|(id, _)| id.clone()).collect();
         let mut calls: Vec<BoxFuture<'_, Result<(), NetworkError>>> = Vec::new();
@@ -533,14 +879,29 @@ impl Network {
             let mut tags = vec![ec2_tag("Name", &label)];
             tags.extend(owner.props.tags.iter().map(|t| ec2_tag(&t.key, &t.value)));
             calls.push(Box::pin(async move {
-                self.ec2.create_tags().resources(id).set_tags(Some(tags)).send().await.map_err(NetworkError::ec2("CreateTags"))?;
+                self.ec2
+                    .create_tags()
+                    .resources(id)
+                    .set_tags(Some(tags))
+                    .send()
+                    .await
+                    .map_err(NetworkError::ec2("CreateTags"))?;
                 Ok(())
             }));
         }
         if !removed.is_empty() {
-            let keys: Vec<Ec2Tag> = removed.iter().map(|k| Ec2Tag::builder().key(k).build()).collect();
+            let keys: Vec<Ec2Tag> = removed
+                .iter()
+                .map(|k| Ec2Tag::builder().key(k).build())
+                .collect();
             calls.push(Box::pin(async move {
-                self.ec2.delete_tags().set_resources(Some(ids)).set_tags(Some(keys)).send().await.map_err(NetworkError::ec2("DeleteTags"))?;
+                self.ec2
+                    .delete_tags()
+                    .set_resources(Some(ids))
+                    .set_tags(Some(keys))
+                    .send()
+                    .await
+                    .map_err(NetworkError::ec2("DeleteTags"))?;
                 Ok(())
             }));
         }
@@ -550,23 +911,50 @@ impl Network {
 
     /// Anything in the VPC that this resource did not create and that would make DeleteVpc fail.
     async fn blockers(&self, state: &State) -> Result<Vec<String>, NetworkError> {
-        let enis = self.ec2.describe_network_interfaces().filters(filter("vpc-id", &state.vpc_id)).send();
-        let groups = self.ec2.describe_security_groups().filters(filter("vpc-id", &state.vpc_id)).send();
+        let enis = self
+            .ec2
+            .describe_network_interfaces()
+            .filters(filter("vpc-id", &state.vpc_id))
+            .send();
+        let groups = self
+            .ec2
+            .describe_security_groups()
+            .filters(filter("vpc-id", &state.vpc_id))
+            .send();
         let (enis, groups) = futures::try_join!(
-            async { enis.await.map_err(NetworkError::ec2("DescribeNetworkInterfaces")) },
-            async { groups.await.map_err(NetworkError::ec2("DescribeSecurityGroups")) },
+            async {
+                enis.await
+                    .map_err(NetworkError::ec2("DescribeNetworkInterfaces"))
+            },
+            async {
+                groups
+                    .await
+                    .map_err(NetworkError::ec2("DescribeSecurityGroups"))
+            },
         )?;
-        let ours: BTreeSet<&String> = state.nats.iter().flat_map(|n| n.interface_ids.iter()).collect();
+        let ours: BTreeSet<&String> = state
+            .nats
+            .iter()
+            .flat_map(|n| n.interface_ids.iter())
+            .collect();
         let mut found = Vec::new();
         for eni in enis.network_interfaces() {
-            let nat_owned = eni.network_interface_id().is_some_and(|id| ours.contains(&id.to_owned()))
-                || eni.interface_type().is_some_and(|t| t.as_str() == "nat_gateway")
-                || eni.description().is_some_and(|d| d.starts_with("Interface for NAT Gateway"));
+            let nat_owned = eni
+                .network_interface_id()
+                .is_some_and(|id| ours.contains(&id.to_owned()))
+                || eni
+                    .interface_type()
+                    .is_some_and(|t| t.as_str() == "nat_gateway")
+                || eni
+                    .description()
+                    .is_some_and(|d| d.starts_with("Interface for NAT Gateway"));
             if !nat_owned {
                 found.push(format!(
                     "network interface {} ({})",
                     eni.network_interface_id().unwrap_or_default(),
-                    eni.description().filter(|d| !d.is_empty()).unwrap_or("no description")
+                    eni.description()
+                        .filter(|d| !d.is_empty())
+                        .unwrap_or("no description")
                 ));
             }
         }
@@ -588,26 +976,45 @@ impl Network {
         if state.vpc_exists {
             let blockers = self.blockers(&state).await?;
             if !blockers.is_empty() {
-                return Err(NetworkError::Blocked { vpc_id: vpc_id.to_owned(), blockers: blockers.join(", ") });
+                return Err(NetworkError::Blocked {
+                    vpc_id: vpc_id.to_owned(),
+                    blockers: blockers.join(", "),
+                });
             }
         }
         // Round 1: NAT gateways (they hold addresses and sit in the public subnets).
         let mut calls: Vec<Call> = Vec::new();
         for nat in state.nats.iter().filter(|n| n.is_live()).cloned() {
             calls.push(Box::pin(async move {
-                self.ec2.delete_nat_gateway().nat_gateway_id(&nat.id).send().await.map_err(NetworkError::ec2("DeleteNatGateway"))?;
+                self.ec2
+                    .delete_nat_gateway()
+                    .nat_gateway_id(&nat.id)
+                    .send()
+                    .await
+                    .map_err(NetworkError::ec2("DeleteNatGateway"))?;
                 Ok(Effect::NatDeleting(nat.id))
             }));
         }
         self.round("delete-1", calls, &mut state).await?;
         if let Some(waiting) = self.nats_still_deleting(&state, vpc_id).await? {
-            return Ok(Outcome::pending(format!("NAT gateways {waiting} to be deleted"), Progress { vpc_id: vpc_id.to_owned() }));
+            return Ok(Outcome::pending(
+                format!("NAT gateways {waiting} to be deleted"),
+                Progress {
+                    vpc_id: vpc_id.to_owned(),
+                },
+            ));
         }
         // Round 2: addresses, route-table associations, the gateway attachment.
         let mut calls: Vec<Call> = Vec::new();
         for eip in state.eips.clone() {
             calls.push(Box::pin(async move {
-                match self.ec2.release_address().allocation_id(&eip.allocation_id).send().await {
+                match self
+                    .ec2
+                    .release_address()
+                    .allocation_id(&eip.allocation_id)
+                    .send()
+                    .await
+                {
                     Ok(_) => {}
                     Err(e) if is_code(&e, "InvalidAllocationID.NotFound") => {}
                     Err(e) => return Err(NetworkError::ec2("ReleaseAddress")(e)),
@@ -618,7 +1025,12 @@ impl Network {
         for table in state.route_tables.clone() {
             for (association, _) in table.associations {
                 calls.push(Box::pin(async move {
-                    self.ec2.disassociate_route_table().association_id(association).send().await.map_err(NetworkError::ec2("DisassociateRouteTable"))?;
+                    self.ec2
+                        .disassociate_route_table()
+                        .association_id(association)
+                        .send()
+                        .await
+                        .map_err(NetworkError::ec2("DisassociateRouteTable"))?;
                     Ok(Effect::Nothing)
                 }));
             }
@@ -626,7 +1038,13 @@ impl Network {
         if let Some(igw) = state.igw.clone().filter(|g| g.attached) {
             let vpc_id = vpc_id.to_owned();
             calls.push(Box::pin(async move {
-                self.ec2.detach_internet_gateway().internet_gateway_id(&igw.id).vpc_id(vpc_id).send().await.map_err(NetworkError::ec2("DetachInternetGateway"))?;
+                self.ec2
+                    .detach_internet_gateway()
+                    .internet_gateway_id(&igw.id)
+                    .vpc_id(vpc_id)
+                    .send()
+                    .await
+                    .map_err(NetworkError::ec2("DetachInternetGateway"))?;
                 Ok(Effect::Nothing)
             }));
         }
@@ -635,19 +1053,34 @@ impl Network {
         let mut calls: Vec<Call> = Vec::new();
         for table in state.route_tables.clone() {
             calls.push(Box::pin(async move {
-                self.ec2.delete_route_table().route_table_id(&table.id).send().await.map_err(NetworkError::ec2("DeleteRouteTable"))?;
+                self.ec2
+                    .delete_route_table()
+                    .route_table_id(&table.id)
+                    .send()
+                    .await
+                    .map_err(NetworkError::ec2("DeleteRouteTable"))?;
                 Ok(Effect::Nothing)
             }));
         }
         for subnet in state.subnets.clone() {
             calls.push(Box::pin(async move {
-                self.ec2.delete_subnet().subnet_id(&subnet.id).send().await.map_err(NetworkError::ec2("DeleteSubnet"))?;
+                self.ec2
+                    .delete_subnet()
+                    .subnet_id(&subnet.id)
+                    .send()
+                    .await
+                    .map_err(NetworkError::ec2("DeleteSubnet"))?;
                 Ok(Effect::Nothing)
             }));
         }
         if let Some(igw) = state.igw.clone() {
             calls.push(Box::pin(async move {
-                self.ec2.delete_internet_gateway().internet_gateway_id(&igw.id).send().await.map_err(NetworkError::ec2("DeleteInternetGateway"))?;
+                self.ec2
+                    .delete_internet_gateway()
+                    .internet_gateway_id(&igw.id)
+                    .send()
+                    .await
+                    .map_err(NetworkError::ec2("DeleteInternetGateway"))?;
                 Ok(Effect::Nothing)
             }));
         }
@@ -664,15 +1097,31 @@ impl Network {
     }
 
     /// AZs of an existing network, from its subnets (the region's list may have changed since).
-    async fn existing_zones(&self, state: &State, props: &NetworkProperties) -> Result<Vec<String>, NetworkError> {
-        let mut azs: Vec<String> = state.subnets.iter().map(|s| s.az.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+    async fn existing_zones(
+        &self,
+        state: &State,
+        props: &NetworkProperties,
+    ) -> Result<Vec<String>, NetworkError> {
+        let mut azs: Vec<String> = state
+            .subnets
+            .iter()
+            .map(|s| s.az.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
         if azs.len() != props.availability_zone_count as usize {
             azs = self.zones(props.availability_zone_count).await?;
         }
         Ok(azs)
     }
 
-    async fn update_in_place(&self, ctx: &Context, vpc_id: &str, old: Option<&NetworkProperties>, new: &NetworkProperties) -> Result<Outcome, NetworkError> {
+    async fn update_in_place(
+        &self,
+        ctx: &Context,
+        vpc_id: &str,
+        old: Option<&NetworkProperties>,
+        new: &NetworkProperties,
+    ) -> Result<Outcome, NetworkError> {
         let state = discover(&self.ec2, vpc_id).await?;
         if !state.vpc_exists {
             return Err(NetworkError::Ec2 {
@@ -684,7 +1133,12 @@ impl Network {
         let azs = self.existing_zones(&state, new).await?;
         let retag = old.map(|old| {
             let kept: BTreeSet<&String> = new.tags.iter().map(|t| &t.key).collect();
-            let removed: Vec<String> = old.tags.iter().map(|t| t.key.clone()).filter(|k| !kept.contains(k)).collect();
+            let removed: Vec<String> = old
+                .tags
+                .iter()
+                .map(|t| t.key.clone())
+                .filter(|k| !kept.contains(k))
+                .collect();
             (old.name != new.name || old.tags != new.tags, removed)
         });
         let retag = match retag {
@@ -697,7 +1151,20 @@ impl Network {
     }
 }
 
-fn is_code<E: aws_sdk_ec2::error::ProvideErrorMetadata>(error: &aws_sdk_ec2::error::SdkError<E>, code: &str) -> bool {
+/// One line per round of concurrent EC2 calls: the tests compare these with the calls seen on the wire.
+fn log_round(label: &str, calls: usize, started: std::time::Instant) {
+    info!(
+        round = label,
+        calls,
+        duration_ms = started.elapsed().as_millis() as u64,
+        "EC2 round done"
+    );
+}
+
+fn is_code<E: aws_sdk_ec2::error::ProvideErrorMetadata>(
+    error: &aws_sdk_ec2::error::SdkError<E>,
+    code: &str,
+) -> bool {
     error.as_service_error().and_then(|e| e.code()) == Some(code)
 }
 
@@ -730,12 +1197,21 @@ fn apply(state: &mut State, effect: Effect) {
         Effect::Subnet(subnet) => state.subnets.push(subnet),
         Effect::RouteTable(table) => state.route_tables.push(table),
         Effect::Eip(eip) => state.eips.push(eip),
-        Effect::Associated { table, association, subnet } => {
+        Effect::Associated {
+            table,
+            association,
+            subnet,
+        } => {
             if let Some(t) = state.route_tables.iter_mut().find(|t| t.id == table) {
                 t.associations.push((association, subnet));
             }
         }
-        Effect::Reassociated { from, to, association, subnet } => {
+        Effect::Reassociated {
+            from,
+            to,
+            association,
+            subnet,
+        } => {
             if let Some(t) = state.route_tables.iter_mut().find(|t| t.id == from) {
                 t.associations.retain(|(_, s)| *s != subnet);
             }
@@ -761,10 +1237,22 @@ fn apply(state: &mut State, effect: Effect) {
 /// The Data the resource returns (lists comma-joined in AZ order; empty string when none).
 fn data(azs: &[String], state: &State, id: PhysicalId) -> Completion {
     let join = |items: Vec<String>| items.join(",");
-    let public: Vec<String> = azs.iter().filter_map(|az| state.subnet(az, true).map(|s| s.id.clone())).collect();
-    let private: Vec<String> = azs.iter().filter_map(|az| state.subnet(az, false).map(|s| s.id.clone())).collect();
-    let private_tables: Vec<String> = azs.iter().filter_map(|az| state.private_route_table(az).map(|t| t.id.clone())).collect();
-    let nats: Vec<String> = azs.iter().filter_map(|az| state.live_nat(az).map(|n| n.id.clone())).collect();
+    let public: Vec<String> = azs
+        .iter()
+        .filter_map(|az| state.subnet(az, true).map(|s| s.id.clone()))
+        .collect();
+    let private: Vec<String> = azs
+        .iter()
+        .filter_map(|az| state.subnet(az, false).map(|s| s.id.clone()))
+        .collect();
+    let private_tables: Vec<String> = azs
+        .iter()
+        .filter_map(|az| state.private_route_table(az).map(|t| t.id.clone()))
+        .collect();
+    let nats: Vec<String> = azs
+        .iter()
+        .filter_map(|az| state.live_nat(az).map(|n| n.id.clone()))
+        .collect();
     let mut completion = match id {
         PhysicalId::New(id) => Completion::created(id),
         PhysicalId::Replaced(id) => Completion::replaced(id),
@@ -776,10 +1264,19 @@ fn data(azs: &[String], state: &State, id: PhysicalId) -> Completion {
         .data("AvailabilityZones", join(azs.to_vec()))
         .data("PublicSubnetIds", join(public))
         .data("PrivateSubnetIds", join(private))
-        .data("PublicRouteTableId", state.public_route_table().map(|t| t.id.clone()).unwrap_or_default())
+        .data(
+            "PublicRouteTableId",
+            state
+                .public_route_table()
+                .map(|t| t.id.clone())
+                .unwrap_or_default(),
+        )
         .data("PrivateRouteTableIds", join(private_tables))
         .data("NatGatewayIds", join(nats))
-        .data("InternetGatewayId", state.igw.as_ref().map(|g| g.id.clone()).unwrap_or_default());
+        .data(
+            "InternetGatewayId",
+            state.igw.as_ref().map(|g| g.id.clone()).unwrap_or_default(),
+        );
     completion
 }
 
@@ -796,34 +1293,65 @@ impl Resource for Network {
         error.code() == Some("InvalidVpcID.NotFound")
     }
 
-    async fn create(&self, ctx: &Context, props: &NetworkProperties) -> Result<Outcome, NetworkError> {
+    async fn create(
+        &self,
+        ctx: &Context,
+        props: &NetworkProperties,
+    ) -> Result<Outcome, NetworkError> {
         let (_, outcome) = self.build(ctx, props).await?;
         Ok(outcome)
     }
 
-    async fn update(&self, ctx: &Context, physical_id: &str, old: &NetworkProperties, new: &NetworkProperties) -> Result<Outcome, NetworkError> {
+    async fn update(
+        &self,
+        ctx: &Context,
+        physical_id: &str,
+        old: &NetworkProperties,
+        new: &NetworkProperties,
+    ) -> Result<Outcome, NetworkError> {
         if old.needs_replacement(new) {
-            info!(old_vpc = physical_id, "CidrBlock or AvailabilityZoneCount changed: building a replacement VPC");
+            info!(
+                old_vpc = physical_id,
+                "CidrBlock or AvailabilityZoneCount changed: building a replacement VPC"
+            );
             let (vpc_id, outcome) = self.build(ctx, new).await?;
             return Ok(as_replacement(&vpc_id, outcome));
         }
         self.update_in_place(ctx, physical_id, Some(old), new).await
     }
 
-    async fn delete(&self, _ctx: &Context, physical_id: &str, _props: &NetworkProperties) -> Result<Outcome, NetworkError> {
+    async fn delete(
+        &self,
+        _ctx: &Context,
+        physical_id: &str,
+        _props: &NetworkProperties,
+    ) -> Result<Outcome, NetworkError> {
         self.remove(physical_id).await
     }
 
-    async fn resume(&self, ctx: &Context, request: &Request<NetworkProperties>, progress: &Value) -> Result<Outcome, NetworkError> {
-        let saved: Progress = serde_json::from_value(progress.clone()).map_err(|e| NetworkError::Missing {
-            operation: "resume",
-            field: if e.is_data() { "VpcId in the saved progress" } else { "saved progress" },
-        })?;
+    async fn resume(
+        &self,
+        ctx: &Context,
+        request: &Request<NetworkProperties>,
+        progress: &Value,
+    ) -> Result<Outcome, NetworkError> {
+        let saved: Progress =
+            serde_json::from_value(progress.clone()).map_err(|e| NetworkError::Missing {
+                operation: "resume",
+                field: if e.is_data() {
+                    "VpcId in the saved progress"
+                } else {
+                    "saved progress"
+                },
+            })?;
         match request {
             Request::Create { properties } => {
                 let state = discover(&self.ec2, &saved.vpc_id).await?;
                 let azs = self.zones(properties.availability_zone_count).await?;
-                let owner = Owner { ctx, props: properties };
+                let owner = Owner {
+                    ctx,
+                    props: properties,
+                };
                 self.reconcile(&owner, &azs, state, false, None).await
             }
             Request::Update { old, new, .. } if old.needs_replacement(new) => {
@@ -833,7 +1361,9 @@ impl Resource for Network {
                 let outcome = self.reconcile(&owner, &azs, state, false, None).await?;
                 Ok(as_replacement(&saved.vpc_id, outcome))
             }
-            Request::Update { physical_id, new, .. } => {
+            Request::Update {
+                physical_id, new, ..
+            } => {
                 // Tags were applied before the wait; only the NAT layout is still converging.
                 self.update_in_place(ctx, physical_id, None, new).await
             }
@@ -850,21 +1380,31 @@ mod tests {
     use super::*;
 
     fn azs() -> Vec<String> {
-        vec!["us-east-1a".into(), "us-east-1b".into(), "us-east-1c".into()]
+        vec![
+            "us-east-1a".into(),
+            "us-east-1b".into(),
+            "us-east-1c".into(),
+        ]
     }
 
     #[test]
     fn single_nat_lives_in_the_first_zone_and_serves_every_private_subnet() {
         assert_eq!(desired_nat_azs(NatGateways::Single, &azs()), ["us-east-1a"]);
         for az in azs() {
-            assert_eq!(nat_for(NatGateways::Single, &azs(), &az).as_deref(), Some("us-east-1a"));
+            assert_eq!(
+                nat_for(NatGateways::Single, &azs(), &az).as_deref(),
+                Some("us-east-1a")
+            );
         }
     }
 
     #[test]
     fn per_az_nats_serve_their_own_zone_and_none_means_no_route() {
         assert_eq!(desired_nat_azs(NatGateways::PerAz, &azs()), azs());
-        assert_eq!(nat_for(NatGateways::PerAz, &azs(), "us-east-1b").as_deref(), Some("us-east-1b"));
+        assert_eq!(
+            nat_for(NatGateways::PerAz, &azs(), "us-east-1b").as_deref(),
+            Some("us-east-1b")
+        );
         assert!(desired_nat_azs(NatGateways::None, &azs()).is_empty());
         assert_eq!(nat_for(NatGateways::None, &azs(), "us-east-1b"), None);
     }

@@ -17,7 +17,9 @@ pub fn filter(name: &str, value: &str) -> Filter {
 }
 
 fn tag<'a>(tags: &'a [Ec2Tag], key: &str) -> Option<&'a str> {
-    tags.iter().find(|t| t.key() == Some(key)).and_then(|t| t.value())
+    tags.iter()
+        .find(|t| t.key() == Some(key))
+        .and_then(|t| t.value())
 }
 
 #[derive(Debug, Clone)]
@@ -101,7 +103,9 @@ impl State {
     }
 
     pub fn subnet(&self, az: &str, public: bool) -> Option<&Subnet> {
-        self.subnets.iter().find(|s| s.az == az && s.public == public)
+        self.subnets
+            .iter()
+            .find(|s| s.az == az && s.public == public)
     }
 
     pub fn public_route_table(&self) -> Option<&RouteTable> {
@@ -123,10 +127,22 @@ impl State {
 /// Reads the whole state of `vpc_id` in one round of concurrent calls.
 pub async fn discover(ec2: &aws_sdk_ec2::Client, vpc_id: &str) -> Result<State, NetworkError> {
     let vpcs = ec2.describe_vpcs().filters(filter("vpc-id", vpc_id)).send();
-    let subnets = ec2.describe_subnets().filters(filter("vpc-id", vpc_id)).send();
-    let tables = ec2.describe_route_tables().filters(filter("vpc-id", vpc_id)).send();
-    let nats = ec2.describe_nat_gateways().filter(filter("vpc-id", vpc_id)).send();
-    let eips = ec2.describe_addresses().filters(filter(&format!("tag:{TAG_VPC}"), vpc_id)).send();
+    let subnets = ec2
+        .describe_subnets()
+        .filters(filter("vpc-id", vpc_id))
+        .send();
+    let tables = ec2
+        .describe_route_tables()
+        .filters(filter("vpc-id", vpc_id))
+        .send();
+    let nats = ec2
+        .describe_nat_gateways()
+        .filter(filter("vpc-id", vpc_id))
+        .send();
+    let eips = ec2
+        .describe_addresses()
+        .filters(filter(&format!("tag:{TAG_VPC}"), vpc_id))
+        .send();
     let igws = ec2
         .describe_internet_gateways()
         .filters(filter(&format!("tag:{TAG_VPC}"), vpc_id))
@@ -134,10 +150,17 @@ pub async fn discover(ec2: &aws_sdk_ec2::Client, vpc_id: &str) -> Result<State, 
     let (vpcs, subnets, tables, nats, eips, igws) = try_join!(
         async { vpcs.await.map_err(NetworkError::ec2("DescribeVpcs")) },
         async { subnets.await.map_err(NetworkError::ec2("DescribeSubnets")) },
-        async { tables.await.map_err(NetworkError::ec2("DescribeRouteTables")) },
+        async {
+            tables
+                .await
+                .map_err(NetworkError::ec2("DescribeRouteTables"))
+        },
         async { nats.await.map_err(NetworkError::ec2("DescribeNatGateways")) },
         async { eips.await.map_err(NetworkError::ec2("DescribeAddresses")) },
-        async { igws.await.map_err(NetworkError::ec2("DescribeInternetGateways")) },
+        async {
+            igws.await
+                .map_err(NetworkError::ec2("DescribeInternetGateways"))
+        },
     )?;
     let mut state = State {
         vpc_id: vpc_id.to_owned(),
@@ -239,10 +262,7 @@ pub async fn discover(ec2: &aws_sdk_ec2::Client, vpc_id: &str) -> Result<State, 
     if let Some(igw) = igws.internet_gateways().first() {
         state.igw = Some(Igw {
             id: igw.internet_gateway_id().unwrap_or_default().to_owned(),
-            attached: igw
-                .attachments()
-                .iter()
-                .any(|a| a.vpc_id() == Some(vpc_id)),
+            attached: igw.attachments().iter().any(|a| a.vpc_id() == Some(vpc_id)),
         });
     }
     Ok(state)
