@@ -87,6 +87,13 @@ def network_function_in_a_two_zone_region(moto, cfn, proxy):
     function.stop()
 
 
+@pytest.fixture(scope="session")
+def service_function(moto, cfn, proxy):
+    function = _function("service", moto, cfn, proxy)
+    yield function
+    function.stop()
+
+
 @pytest.fixture(autouse=True)
 def fresh_state(request, moto):
     moto.reset()

@@ -35,6 +35,9 @@ class MotoServer:
         # Managed policies must be loaded at start (attaching AWS-managed policies needs them).
         env["MOTO_IAM_LOAD_MANAGED_POLICIES"] = "true"
         env["MOTO_PORT"] = str(self.port)
+        # ECS services report one running task (moto starts none): a desired count of 1 reaches
+        # steady state, a higher one stays IN_PROGRESS, so both wait paths can be exercised.
+        env["MOTO_ECS_SERVICE_RUNNING"] = "1"
         server = Path(sys.executable).with_name("moto_server")
         self.log = open(self.log_path, "ab")
         self.process = subprocess.Popen(

@@ -1,0 +1,387 @@
+//! Checks that fail fast, name the culprit and create nothing (except the ECS service-linked
+//! role, which ECS itself would create and which a service cannot run without).
+
+use crate::error::ServiceError;
+use crate::properties::ServiceProperties;
+use crate::resource::Clients;
+use aws_sdk_ecs::error::ProvideErrorMetadata;
+use aws_sdk_ecs::types::{Compatibility, NetworkMode};
+use aws_sdk_iam::types::PolicyEvaluationDecisionType;
+use tracing::{info, warn};
+
+pub const ECS_SERVICE_LINKED_ROLE: &str = "AWSServiceRoleForECS";
+
+/// What the checks learned, used by create/update.
+#[derive(Debug, Clone, Default)]
+pub struct Checked {
+    pub cluster_arn: String,
+    /// The cluster's default strategy as "FARGATE:1:0,…" (empty when it has none).
+    pub default_strategy: String,
+}
+
+/// An SSM parameter a container's secret reads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SecretRef {
+    pub container: String,
+    pub secret: String,
+    pub value_from: String,
+}
+
+/// `arn:<partition>:ssm:<region>:<account>:parameter/<name>` for a name, using the task
+/// definition's ARN for partition, region and account. ARNs pass through.
+pub fn parameter_arn(value_from: &str, task_definition_arn: &str) -> String {
+    if value_from.starts_with("arn:") {
+        return value_from.to_owned();
+    }
+    let parts: Vec<&str> = task_definition_arn.split(':').collect();
+    let (partition, region, account) = match parts.as_slice() {
+        ["arn", partition, _, region, account, ..] => (*partition, *region, *account),
+        _ => ("aws", "", ""),
+    };
+    format!(
+        "arn:{partition}:ssm:{region}:{account}:parameter/{}",
+        value_from.trim_start_matches('/')
+    )
+}
+
+/// SSM references only (Secrets Manager ARNs are left to ECS: no Secrets Manager client here).
+pub fn is_ssm(value_from: &str) -> bool {
+    !value_from.starts_with("arn:") || value_from.split(':').nth(2) == Some("ssm")
+}
+
+pub async fn run(c: &Clients, props: &ServiceProperties) -> Result<Checked, ServiceError> {
+    // Round 1: cluster, task definition, target groups and the service-linked role, at once.
+    let cluster = c.ecs.describe_clusters().clusters(&props.cluster).send();
+    let task_definition = c
+        .ecs
+        .describe_task_definition()
+        .task_definition(&props.task_definition)
+        .send();
+    let role = c.iam.get_role().role_name(ECS_SERVICE_LINKED_ROLE).send();
+    let groups = futures::future::join_all(props.load_balancers.iter().map(|lb| {
+        c.elb
+            .describe_target_groups()
+            .target_group_arns(&lb.target_group_arn)
+            .send()
+    }));
+    let (cluster, task_definition, role, groups) =
+        futures::join!(cluster, task_definition, role, groups);
+
+    // The cluster and its capacity providers.
+    let cluster = cluster.map_err(ServiceError::aws("DescribeClusters"))?;
+    let found = cluster
+        .clusters()
+        .iter()
+        .find(|cl| cl.status() == Some("ACTIVE"));
+    let Some(found) = found else {
+        return Err(ServiceError::property(
+            "Cluster",
+            format!("cluster {} does not exist or is not ACTIVE in this account and region; create it first or fix the name", props.cluster),
+        ));
+    };
+    let providers = found.capacity_providers();
+    for (index, item) in props.capacity_provider_strategy.iter().enumerate() {
+        if !providers.contains(&item.capacity_provider) {
+            return Err(ServiceError::property(
+                format!("CapacityProviderStrategy[{index}].CapacityProvider"),
+                format!(
+                    "cluster {} has no capacity provider {} (it has: {}); add it with PutClusterCapacityProviders or use one it has",
+                    props.cluster_name(),
+                    item.capacity_provider,
+                    if providers.is_empty() { "none".to_owned() } else { providers.join(", ") }
+                ),
+            ));
+        }
+    }
+    let default_strategy = found
+        .default_capacity_provider_strategy()
+        .iter()
+        .map(|i| format!("{}:{}:{}", i.capacity_provider(), i.weight(), i.base()))
+        .collect::<Vec<_>>()
+        .join(",");
+    let checked = Checked {
+        cluster_arn: found.cluster_arn().unwrap_or_default().to_owned(),
+        default_strategy,
+    };
+
+    // The task definition: Fargate-compatible, containers the load balancers name, secrets.
+    let task_definition = task_definition.map_err(|e| {
+        ServiceError::property(
+            "TaskDefinition",
+            format!(
+                "{} could not be read ({}: {}); register it first or fix the family:revision",
+                props.task_definition,
+                e.code().unwrap_or("error"),
+                e.message().unwrap_or("not found")
+            ),
+        )
+    })?;
+    let Some(definition) = task_definition.task_definition() else {
+        return Err(ServiceError::Missing {
+            operation: "DescribeTaskDefinition",
+            field: "taskDefinition",
+        });
+    };
+    let compat = definition.requires_compatibilities();
+    if !compat.is_empty() && !compat.contains(&Compatibility::Fargate) {
+        return Err(ServiceError::property(
+            "TaskDefinition",
+            format!("{} is not Fargate-compatible (RequiresCompatibilities has no FARGATE); register it with FARGATE", props.task_definition),
+        ));
+    }
+    if let Some(mode) = definition
+        .network_mode()
+        .filter(|m| **m != NetworkMode::Awsvpc)
+    {
+        return Err(ServiceError::property(
+            "TaskDefinition",
+            format!(
+                "{} uses network mode {}; Fargate needs awsvpc",
+                props.task_definition,
+                mode.as_str()
+            ),
+        ));
+    }
+    let containers: Vec<&str> = definition
+        .container_definitions()
+        .iter()
+        .filter_map(|cd| cd.name())
+        .collect();
+    for (index, lb) in props.load_balancers.iter().enumerate() {
+        if !containers.contains(&lb.container_name.as_str()) {
+            return Err(ServiceError::property(
+                format!("LoadBalancers[{index}].ContainerName"),
+                format!(
+                    "{} has no container {} (containers: {})",
+                    props.task_definition,
+                    lb.container_name,
+                    containers.join(", ")
+                ),
+            ));
+        }
+    }
+    let task_definition_arn = definition
+        .task_definition_arn()
+        .unwrap_or_default()
+        .to_owned();
+    let secrets: Vec<SecretRef> = definition
+        .container_definitions()
+        .iter()
+        .flat_map(|cd| {
+            cd.secrets().iter().map(move |s| SecretRef {
+                container: cd.name().unwrap_or_default().to_owned(),
+                secret: s.name().to_owned(),
+                value_from: s.value_from().to_owned(),
+            })
+        })
+        .filter(|s| is_ssm(&s.value_from))
+        .collect();
+
+    // Target groups: they exist and route to IPs (what awsvpc tasks register as).
+    for (index, (lb, answer)) in props.load_balancers.iter().zip(groups).enumerate() {
+        let property = format!("LoadBalancers[{index}].TargetGroupArn");
+        let answer = answer.map_err(|e| {
+            ServiceError::property(
+                property.clone(),
+                format!(
+                    "target group {} does not exist ({}); create it or fix the ARN",
+                    lb.target_group_arn,
+                    e.code().unwrap_or("error")
+                ),
+            )
+        })?;
+        let Some(group) = answer.target_groups().first() else {
+            return Err(ServiceError::property(
+                property,
+                format!("target group {} does not exist", lb.target_group_arn),
+            ));
+        };
+        let kind = group
+            .target_type()
+            .map(|t| t.as_str())
+            .unwrap_or("instance");
+        if kind != "ip" {
+            return Err(ServiceError::property(
+                property,
+                format!("target group {} has target type {kind}; Fargate tasks register by IP: create the target group with TargetType ip", lb.target_group_arn),
+            ));
+        }
+    }
+
+    // Round 2: secrets exist and the execution role may read them; the service-linked role.
+    let role_missing = matches!(&role, Err(e) if e.code() == Some("NoSuchEntity"));
+    if let Err(e) = &role {
+        if !role_missing {
+            warn!(error = %custom_resource::error::chain(e), "could not check the ECS service-linked role; continuing");
+        }
+    }
+    let execution_role = definition.execution_role_arn().map(str::to_owned);
+    let (missing, denied, created) = futures::join!(
+        missing_parameters(c, &secrets),
+        denied_parameters(c, execution_role.as_deref(), &secrets, &task_definition_arn),
+        async {
+            if !role_missing {
+                return Ok(());
+            }
+            match c
+                .iam
+                .create_service_linked_role()
+                .aws_service_name("ecs.amazonaws.com")
+                .send()
+                .await
+            {
+                Ok(_) => {
+                    info!("created the ECS service-linked role");
+                    Ok(())
+                }
+                // Made meanwhile by someone else: fine.
+                Err(e) if matches!(e.code(), Some("InvalidInput" | "EntityAlreadyExists")) => {
+                    Ok(())
+                }
+                Err(e) => Err(ServiceError::aws("CreateServiceLinkedRole")(e)),
+            }
+        },
+    );
+    created?;
+    let missing = missing?;
+    if !missing.is_empty() {
+        let listed: Vec<String> = missing
+            .iter()
+            .map(|s| {
+                format!(
+                    "{} (container {}, secret {})",
+                    s.value_from, s.container, s.secret
+                )
+            })
+            .collect();
+        return Err(ServiceError::property(
+            "TaskDefinition",
+            format!(
+                "{} injects SSM parameters that do not exist: {}. Create them (aws ssm put-parameter --type SecureString) or fix valueFrom; tasks would otherwise fail to start",
+                props.task_definition,
+                listed.join(", ")
+            ),
+        ));
+    }
+    if !secrets.is_empty() && execution_role.is_none() {
+        return Err(ServiceError::property(
+            "TaskDefinition",
+            format!("{} injects secrets but has no executionRoleArn; ECS needs an execution role allowed ssm:GetParameters on them", props.task_definition),
+        ));
+    }
+    let denied = denied?;
+    if !denied.is_empty() {
+        return Err(ServiceError::property(
+            "TaskDefinition",
+            format!(
+                "the execution role {} may not read {} (ssm:GetParameters denied); allow it on those parameters (plus kms:Decrypt for a customer-managed key)",
+                execution_role.unwrap_or_default(),
+                denied.join(", ")
+            ),
+        ));
+    }
+    Ok(checked)
+}
+
+async fn missing_parameters(
+    c: &Clients,
+    secrets: &[SecretRef],
+) -> Result<Vec<SecretRef>, ServiceError> {
+    let mut names: Vec<&str> = secrets.iter().map(|s| s.value_from.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    let batches = futures::future::try_join_all(names.chunks(10).map(|batch| async move {
+        c.ssm
+            .get_parameters()
+            .set_names(Some(batch.iter().map(|n| (*n).to_owned()).collect()))
+            .send()
+            .await
+            .map_err(ServiceError::aws("GetParameters"))
+    }))
+    .await?;
+    let invalid: Vec<String> = batches
+        .iter()
+        .flat_map(|b| b.invalid_parameters().iter().cloned())
+        .collect();
+    Ok(secrets
+        .iter()
+        .filter(|s| invalid.contains(&s.value_from))
+        .cloned()
+        .collect())
+}
+
+/// Parameters the execution role may not read, by IAM policy simulation. A simulation that
+/// cannot run (our own role lacks iam:SimulatePrincipalPolicy, or the emulator lacks the API) is
+/// logged and skipped: it must not block a deployment that may be fine.
+async fn denied_parameters(
+    c: &Clients,
+    execution_role: Option<&str>,
+    secrets: &[SecretRef],
+    task_definition_arn: &str,
+) -> Result<Vec<String>, ServiceError> {
+    let Some(role) = execution_role else {
+        return Ok(Vec::new());
+    };
+    if secrets.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut arns: Vec<String> = secrets
+        .iter()
+        .map(|s| parameter_arn(&s.value_from, task_definition_arn))
+        .collect();
+    arns.sort();
+    arns.dedup();
+    match c
+        .iam
+        .simulate_principal_policy()
+        .policy_source_arn(role)
+        .action_names("ssm:GetParameters")
+        .set_resource_arns(Some(arns))
+        .send()
+        .await
+    {
+        Ok(result) => Ok(result
+            .evaluation_results()
+            .iter()
+            .filter(|r| r.eval_decision() != &PolicyEvaluationDecisionType::Allowed)
+            .map(|r| r.eval_resource_name().unwrap_or("?").to_owned())
+            .collect()),
+        Err(e) => {
+            warn!(
+                error = %format!("{}: {}", e.code().unwrap_or("error"), e.message().unwrap_or("simulation unavailable")),
+                role,
+                "could not simulate the execution role's access to its secrets; skipping that check"
+            );
+            Ok(Vec::new())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameter_names_become_arns_in_the_task_definitions_partition_region_and_account() {
+        let td = "arn:aws-cn:ecs:cn-north-1:123456789012:task-definition/web:3";
+        assert_eq!(
+            parameter_arn("/app/dev/db", td),
+            "arn:aws-cn:ssm:cn-north-1:123456789012:parameter/app/dev/db"
+        );
+        assert_eq!(
+            parameter_arn("plain", td),
+            "arn:aws-cn:ssm:cn-north-1:123456789012:parameter/plain"
+        );
+        let arn = "arn:aws:ssm:us-east-1:1:parameter/x";
+        assert_eq!(parameter_arn(arn, td), arn);
+    }
+
+    #[test]
+    fn secrets_manager_references_are_not_ssm() {
+        assert!(is_ssm("/app/dev/db"));
+        assert!(is_ssm("arn:aws:ssm:us-east-1:1:parameter/x"));
+        assert!(!is_ssm(
+            "arn:aws:secretsmanager:us-east-1:1:secret:db-AbCdEf"
+        ));
+    }
+}

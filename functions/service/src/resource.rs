@@ -1,0 +1,654 @@
+//! Create, update, delete and resume for `Custom::FargateService`.
+
+use crate::error::ServiceError;
+use crate::preflight::{self, Checked};
+use crate::properties::{ServiceProperties, StrategyItem};
+use crate::steady::{assess, recent_events, Steadiness};
+use aws_sdk_applicationautoscaling::types::{ScalableDimension, ServiceNamespace};
+use aws_sdk_ecs::error::ProvideErrorMetadata;
+use aws_sdk_ecs::types::{
+    AssignPublicIp, AwsVpcConfiguration, CapacityProviderStrategyItem, DeploymentCircuitBreaker,
+    DeploymentConfiguration, DeploymentController, DeploymentControllerType, LaunchType,
+    LoadBalancer, NetworkConfiguration, PropagateTags, Service, ServiceField, Tag,
+};
+use custom_resource::{Completion, Context, Outcome, Request, Resource};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tracing::info;
+
+const TAG_REQUEST: &str = "custom-resource:request-id";
+const TAG_STACK: &str = "custom-resource:stack-id";
+const TAG_LOGICAL: &str = "custom-resource:logical-id";
+
+pub struct Clients {
+    pub ecs: aws_sdk_ecs::Client,
+    pub iam: aws_sdk_iam::Client,
+    pub ssm: aws_sdk_ssm::Client,
+    pub elb: aws_sdk_elasticloadbalancingv2::Client,
+    pub scaling: aws_sdk_applicationautoscaling::Client,
+}
+
+pub struct FargateService {
+    c: Clients,
+}
+
+/// Saved between checks of a wait.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Progress {
+    service_arn: String,
+    cluster: String,
+    /// Steady-state deadline (ms since the epoch); 0 while deleting.
+    wait_until_ms: u64,
+    strategy: String,
+    cluster_arn: String,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}
+
+fn strategy_items(items: &[StrategyItem]) -> Vec<CapacityProviderStrategyItem> {
+    items
+        .iter()
+        .filter_map(|i| {
+            CapacityProviderStrategyItem::builder()
+                .capacity_provider(&i.capacity_provider)
+                .weight(i.weight as i32)
+                .base(i.base as i32)
+                .build()
+                .ok()
+        })
+        .collect()
+}
+
+fn network(props: &ServiceProperties) -> Option<NetworkConfiguration> {
+    let vpc = AwsVpcConfiguration::builder()
+        .set_subnets(Some(props.subnets.clone()))
+        // Always sent, even empty: moto (and older tooling) expect the key.
+        .set_security_groups(Some(props.security_groups.clone()))
+        .assign_public_ip(AssignPublicIp::from(props.assign_public_ip.as_str()))
+        .build()
+        .ok()?;
+    Some(
+        NetworkConfiguration::builder()
+            .awsvpc_configuration(vpc)
+            .build(),
+    )
+}
+
+fn load_balancers(props: &ServiceProperties) -> Vec<LoadBalancer> {
+    props
+        .load_balancers
+        .iter()
+        .map(|lb| {
+            LoadBalancer::builder()
+                .target_group_arn(&lb.target_group_arn)
+                .container_name(&lb.container_name)
+                .container_port(lb.container_port as i32)
+                .build()
+        })
+        .collect()
+}
+
+fn deployment_configuration(props: &ServiceProperties) -> Option<DeploymentConfiguration> {
+    // Always Some; Option only to fit the builder's set_ method.
+    let breaker = DeploymentCircuitBreaker::builder()
+        .enable(props.deployment_circuit_breaker.enable)
+        .rollback(props.deployment_circuit_breaker.rollback)
+        .build();
+    Some(
+        DeploymentConfiguration::builder()
+            .deployment_circuit_breaker(breaker)
+            .maximum_percent(200)
+            .minimum_healthy_percent(100)
+            .build(),
+    )
+}
+
+fn user_tags(props: &ServiceProperties) -> BTreeMap<String, String> {
+    props
+        .tags
+        .iter()
+        .map(|t| (t.key.clone(), t.value.clone()))
+        .collect()
+}
+
+fn ecs_tag(key: &str, value: &str) -> Tag {
+    Tag::builder().key(key).value(value).build()
+}
+
+fn tag_of<'a>(service: &'a Service, key: &str) -> Option<&'a str> {
+    service
+        .tags()
+        .iter()
+        .find(|t| t.key() == Some(key))
+        .and_then(|t| t.value())
+}
+
+impl FargateService {
+    pub fn new(c: Clients) -> Self {
+        Self { c }
+    }
+
+    /// The service by name or ARN, or None when it (or its cluster) does not exist.
+    async fn describe(
+        &self,
+        cluster: &str,
+        service: &str,
+    ) -> Result<Option<Service>, ServiceError> {
+        match self
+            .c
+            .ecs
+            .describe_services()
+            .cluster(cluster)
+            .services(service)
+            .include(ServiceField::Tags)
+            .send()
+            .await
+        {
+            Ok(answer) => Ok(answer.services().first().cloned()),
+            Err(e) if e.code() == Some("ClusterNotFoundException") => Ok(None),
+            Err(e) => Err(ServiceError::aws("DescribeServices")(e)),
+        }
+    }
+
+    fn data(
+        &self,
+        service: &Service,
+        strategy: &str,
+        cluster_arn: &str,
+        completion: Completion,
+    ) -> Completion {
+        completion
+            .data("ServiceArn", service.service_arn().unwrap_or_default())
+            .data("ServiceName", service.service_name().unwrap_or_default())
+            .data("ClusterArn", service.cluster_arn().unwrap_or(cluster_arn))
+            .data("CapacityProviderStrategy", strategy)
+            .data("DesiredCount", service.desired_count().to_string())
+    }
+
+    fn strategy_text(props: &ServiceProperties, checked: &Checked) -> String {
+        if props.capacity_provider_strategy.is_empty() {
+            checked.default_strategy.clone()
+        } else {
+            ServiceProperties::strategy_text(&props.capacity_provider_strategy)
+        }
+    }
+
+    /// After a change: wait for steady state when asked, else finish now.
+    fn settle(
+        &self,
+        props: &ServiceProperties,
+        service: &Service,
+        checked: &Checked,
+        completion: Completion,
+    ) -> Outcome {
+        let strategy = Self::strategy_text(props, checked);
+        if !props.wait_for_steady_state {
+            return self
+                .data(service, &strategy, &checked.cluster_arn, completion)
+                .into();
+        }
+        let arn = service.service_arn().unwrap_or_default().to_owned();
+        Outcome::pending(
+            format!(
+                "service {} to reach steady state",
+                service.service_name().unwrap_or_default()
+            ),
+            Progress {
+                service_arn: arn.clone(),
+                cluster: props.cluster.clone(),
+                wait_until_ms: now_ms() + props.steady_state_timeout_seconds as u64 * 1000,
+                strategy,
+                cluster_arn: checked.cluster_arn.clone(),
+            },
+        )
+        .with_physical_id(arn)
+    }
+
+    async fn create_service(
+        &self,
+        ctx: &Context,
+        props: &ServiceProperties,
+    ) -> Result<(Service, Checked), ServiceError> {
+        let checked = preflight::run(&self.c, props).await?;
+        if let Some(existing) = self.describe(&props.cluster, &props.service_name).await? {
+            match existing.status() {
+                Some("ACTIVE") if tag_of(&existing, TAG_REQUEST) == Some(ctx.request_id.as_str()) => {
+                    info!(service = existing.service_arn().unwrap_or_default(), "redelivered request: adopting the service it already created");
+                    return Ok((existing, checked));
+                }
+                Some("ACTIVE") => {
+                    return Err(ServiceError::property(
+                        "ServiceName",
+                        format!("service {} already exists in cluster {} and was not created by this resource; choose another ServiceName", props.service_name, props.cluster_name()),
+                    ))
+                }
+                Some("DRAINING") => {
+                    return Err(ServiceError::property(
+                        "ServiceName",
+                        format!("service {} in cluster {} is still draining after a deletion; retry in a few minutes or choose another ServiceName", props.service_name, props.cluster_name()),
+                    ))
+                }
+                _ => {}
+            }
+        }
+        let mut tags = vec![
+            ecs_tag(TAG_REQUEST, &ctx.request_id),
+            ecs_tag(TAG_STACK, &ctx.stack_id),
+            ecs_tag(TAG_LOGICAL, &ctx.logical_resource_id),
+        ];
+        tags.extend(props.tags.iter().map(|t| ecs_tag(&t.key, &t.value)));
+        let mut request = self
+            .c
+            .ecs
+            .create_service()
+            .cluster(&props.cluster)
+            .service_name(&props.service_name)
+            .task_definition(&props.task_definition)
+            .desired_count(props.desired_count as i32)
+            .platform_version(&props.platform_version)
+            .set_network_configuration(network(props))
+            .set_deployment_configuration(deployment_configuration(props))
+            .set_deployment_controller(
+                DeploymentController::builder()
+                    .r#type(DeploymentControllerType::Ecs)
+                    .build()
+                    .ok(),
+            )
+            .enable_execute_command(props.enable_execute_command)
+            .propagate_tags(PropagateTags::Service)
+            .enable_ecs_managed_tags(true)
+            .set_tags(Some(tags))
+            // A duplicate delivery of this request cannot create a second service.
+            .client_token(ctx.idempotency_token(36));
+        if !props.capacity_provider_strategy.is_empty() {
+            request = request.set_capacity_provider_strategy(Some(strategy_items(
+                &props.capacity_provider_strategy,
+            )));
+        } else if checked.default_strategy.is_empty() {
+            request = request.launch_type(LaunchType::Fargate);
+        }
+        if !props.load_balancers.is_empty() {
+            request = request
+                .set_load_balancers(Some(load_balancers(props)))
+                .set_health_check_grace_period_seconds(
+                    props.health_check_grace_period_seconds.map(|s| s as i32),
+                );
+        }
+        let created = request
+            .send()
+            .await
+            .map_err(ServiceError::aws("CreateService"))?;
+        let service = created.service().cloned().ok_or(ServiceError::Missing {
+            operation: "CreateService",
+            field: "service",
+        })?;
+        info!(
+            service = service.service_arn().unwrap_or_default(),
+            "created"
+        );
+        Ok((service, checked))
+    }
+
+    /// Application Auto Scaling's min/max for the service, if it is registered.
+    async fn scalable_range(
+        &self,
+        props: &ServiceProperties,
+    ) -> Result<Option<(i32, i32)>, ServiceError> {
+        let resource_id = format!("service/{}/{}", props.cluster_name(), props.service_name);
+        let answer = self
+            .c
+            .scaling
+            .describe_scalable_targets()
+            .service_namespace(ServiceNamespace::Ecs)
+            .scalable_dimension(ScalableDimension::EcsServiceDesiredCount)
+            .resource_ids(resource_id)
+            .send()
+            .await
+            .map_err(ServiceError::aws("DescribeScalableTargets"))?;
+        Ok(answer
+            .scalable_targets()
+            .first()
+            .map(|t| (t.min_capacity(), t.max_capacity())))
+    }
+
+    async fn update_in_place(
+        &self,
+        physical_id: &str,
+        old: &ServiceProperties,
+        new: &ServiceProperties,
+    ) -> Result<Outcome, ServiceError> {
+        let checked = preflight::run(&self.c, new).await?;
+        let Some(current) = self
+            .describe(&new.cluster, physical_id)
+            .await?
+            .filter(|s| s.status() == Some("ACTIVE"))
+        else {
+            return Err(ServiceError::Aws {
+                operation: "DescribeServices",
+                code: "ServiceNotFoundException".into(),
+                message: format!("service {physical_id} no longer exists (deleted outside CloudFormation); remove it from the template and add it back to recreate it"),
+            });
+        };
+        let mut request = self
+            .c
+            .ecs
+            .update_service()
+            .cluster(&new.cluster)
+            .service(physical_id);
+        let mut changed: Vec<&str> = Vec::new();
+        if old.task_definition != new.task_definition {
+            request = request.task_definition(&new.task_definition);
+            changed.push("TaskDefinition");
+        }
+        if old.desired_count != new.desired_count {
+            // The template's own value changed: apply it, inside the autoscaling range.
+            let mut desired = new.desired_count as i32;
+            if let Some((min, max)) = self.scalable_range(new).await? {
+                let clamped = desired.clamp(min, max.max(min));
+                if clamped != desired {
+                    info!(
+                        requested = desired,
+                        applied = clamped,
+                        min,
+                        max,
+                        "DesiredCount clamped into the scalable target's range"
+                    );
+                }
+                desired = clamped;
+            }
+            request = request.desired_count(desired);
+            changed.push("DesiredCount");
+        }
+        if old.capacity_provider_strategy != new.capacity_provider_strategy {
+            if new.capacity_provider_strategy.is_empty() && checked.default_strategy.is_empty() {
+                return Err(ServiceError::property(
+                    "CapacityProviderStrategy",
+                    format!("cannot be removed: cluster {} has no default capacity provider strategy to fall back to; keep a strategy or give the cluster a default", new.cluster_name()),
+                ));
+            }
+            // A new mix only takes effect with a new deployment.
+            request = request
+                .set_capacity_provider_strategy(Some(strategy_items(
+                    &new.capacity_provider_strategy,
+                )))
+                .force_new_deployment(true);
+            changed.push("CapacityProviderStrategy");
+        }
+        if (&old.subnets, &old.security_groups, old.assign_public_ip)
+            != (&new.subnets, &new.security_groups, new.assign_public_ip)
+        {
+            request = request.set_network_configuration(network(new));
+            changed.push("NetworkConfiguration");
+        }
+        if old.load_balancers != new.load_balancers {
+            request = request.set_load_balancers(Some(load_balancers(new)));
+            changed.push("LoadBalancers");
+        }
+        if old.health_check_grace_period_seconds != new.health_check_grace_period_seconds {
+            request = request.set_health_check_grace_period_seconds(Some(
+                new.health_check_grace_period_seconds.unwrap_or(0) as i32,
+            ));
+            changed.push("HealthCheckGracePeriodSeconds");
+        }
+        if old.deployment_circuit_breaker != new.deployment_circuit_breaker {
+            request = request.set_deployment_configuration(deployment_configuration(new));
+            changed.push("DeploymentCircuitBreaker");
+        }
+        if old.enable_execute_command != new.enable_execute_command {
+            request = request.enable_execute_command(new.enable_execute_command);
+            changed.push("EnableExecuteCommand");
+        }
+        if old.platform_version != new.platform_version {
+            request = request.platform_version(&new.platform_version);
+            changed.push("PlatformVersion");
+        }
+        let service = if changed.is_empty() {
+            info!("no service setting changed: no UpdateService call");
+            current
+        } else {
+            info!(changed = %changed.join(","), "UpdateService");
+            let updated = request
+                .send()
+                .await
+                .map_err(ServiceError::aws("UpdateService"))?;
+            updated.service().cloned().ok_or(ServiceError::Missing {
+                operation: "UpdateService",
+                field: "service",
+            })?
+        };
+        self.retag(physical_id, old, new).await?;
+        Ok(self.settle(new, &service, &checked, Completion::unchanged()))
+    }
+
+    async fn retag(
+        &self,
+        arn: &str,
+        old: &ServiceProperties,
+        new: &ServiceProperties,
+    ) -> Result<(), ServiceError> {
+        let (before, after) = (user_tags(old), user_tags(new));
+        let removed: Vec<String> = before
+            .keys()
+            .filter(|k| !after.contains_key(*k))
+            .cloned()
+            .collect();
+        let set: Vec<Tag> = after
+            .iter()
+            .filter(|(k, v)| before.get(*k) != Some(v))
+            .map(|(k, v)| ecs_tag(k, v))
+            .collect();
+        if !set.is_empty() {
+            self.c
+                .ecs
+                .tag_resource()
+                .resource_arn(arn)
+                .set_tags(Some(set))
+                .send()
+                .await
+                .map_err(ServiceError::aws("TagResource"))?;
+        }
+        if !removed.is_empty() {
+            self.c
+                .ecs
+                .untag_resource()
+                .resource_arn(arn)
+                .set_tag_keys(Some(removed))
+                .send()
+                .await
+                .map_err(ServiceError::aws("UntagResource"))?;
+        }
+        Ok(())
+    }
+
+    async fn remove(&self, cluster: &str, physical_id: &str) -> Result<Outcome, ServiceError> {
+        let Some(service) = self.describe(cluster, physical_id).await? else {
+            return Ok(Completion::unchanged().into());
+        };
+        match service.status() {
+            Some("INACTIVE") | None => return Ok(Completion::unchanged().into()),
+            Some("ACTIVE") => {
+                if service.desired_count() > 0 {
+                    // Scale to zero first so tasks stop before the service goes away.
+                    match self
+                        .c
+                        .ecs
+                        .update_service()
+                        .cluster(cluster)
+                        .service(physical_id)
+                        .desired_count(0)
+                        .send()
+                        .await
+                    {
+                        Ok(_) => {}
+                        Err(e) if e.code() == Some("ServiceNotFoundException") => {
+                            return Ok(Completion::unchanged().into())
+                        }
+                        Err(e) => return Err(ServiceError::aws("UpdateService")(e)),
+                    }
+                }
+                let deleted = match self
+                    .c
+                    .ecs
+                    .delete_service()
+                    .cluster(cluster)
+                    .service(physical_id)
+                    .force(true)
+                    .send()
+                    .await
+                {
+                    Ok(answer) => answer,
+                    Err(e)
+                        if matches!(
+                            e.code(),
+                            Some("ServiceNotFoundException" | "ClusterNotFoundException")
+                        ) =>
+                    {
+                        return Ok(Completion::unchanged().into())
+                    }
+                    Err(e) => return Err(ServiceError::aws("DeleteService")(e)),
+                };
+                if deleted.service().and_then(|s| s.status()) == Some("INACTIVE") {
+                    return Ok(Completion::unchanged().into());
+                }
+            }
+            _ => {}
+        }
+        Ok(Outcome::pending(
+            format!(
+                "service {} to drain and become INACTIVE",
+                service.service_name().unwrap_or(physical_id)
+            ),
+            Progress {
+                service_arn: physical_id.to_owned(),
+                cluster: cluster.to_owned(),
+                wait_until_ms: 0,
+                strategy: String::new(),
+                cluster_arn: String::new(),
+            },
+        ))
+    }
+
+    async fn check_steady(
+        &self,
+        saved: Progress,
+        completion: Completion,
+    ) -> Result<Outcome, ServiceError> {
+        let Some(service) = self.describe(&saved.cluster, &saved.service_arn).await? else {
+            return Err(ServiceError::Deployment(format!(
+                "service {} disappeared while waiting for steady state",
+                saved.service_arn
+            )));
+        };
+        match assess(&service) {
+            Steadiness::Steady => Ok(self
+                .data(&service, &saved.strategy, &saved.cluster_arn, completion)
+                .into()),
+            Steadiness::Failed(message) => Err(ServiceError::Deployment(format!(
+                "{message}; {}",
+                recent_events(&service, 5)
+            ))),
+            Steadiness::Waiting(message) => {
+                if now_ms() >= saved.wait_until_ms {
+                    return Err(ServiceError::Timeout(format!(
+                        "{} did not reach steady state within SteadyStateTimeoutSeconds: still waiting for {message}; {}",
+                        service.service_name().unwrap_or_default(),
+                        recent_events(&service, 5)
+                    )));
+                }
+                let events = recent_events(&service, 3);
+                Ok(Outcome::pending(format!("{message}; {events}"), saved))
+            }
+        }
+    }
+}
+
+impl Resource for FargateService {
+    type Properties = ServiceProperties;
+    type Error = ServiceError;
+
+    /// SteadyStateTimeoutSeconds is at most 3500 s; answer before the 3600 s ServiceTimeout.
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(3560)
+    }
+
+    fn is_not_found(&self, error: &ServiceError) -> bool {
+        matches!(
+            error.code(),
+            Some("ServiceNotFoundException" | "ClusterNotFoundException")
+        )
+    }
+
+    async fn create(
+        &self,
+        ctx: &Context,
+        props: &ServiceProperties,
+    ) -> Result<Outcome, ServiceError> {
+        let (service, checked) = self.create_service(ctx, props).await?;
+        let arn = service.service_arn().unwrap_or_default().to_owned();
+        Ok(self.settle(props, &service, &checked, Completion::created(arn)))
+    }
+
+    async fn update(
+        &self,
+        ctx: &Context,
+        physical_id: &str,
+        old: &ServiceProperties,
+        new: &ServiceProperties,
+    ) -> Result<Outcome, ServiceError> {
+        if old.needs_replacement(new) {
+            info!(
+                old = physical_id,
+                "Cluster or ServiceName changed: creating a replacement service"
+            );
+            let (service, checked) = self.create_service(ctx, new).await?;
+            let arn = service.service_arn().unwrap_or_default().to_owned();
+            return Ok(self.settle(new, &service, &checked, Completion::replaced(arn)));
+        }
+        self.update_in_place(physical_id, old, new).await
+    }
+
+    async fn delete(
+        &self,
+        _ctx: &Context,
+        physical_id: &str,
+        props: &ServiceProperties,
+    ) -> Result<Outcome, ServiceError> {
+        self.remove(&props.cluster, physical_id).await
+    }
+
+    async fn resume(
+        &self,
+        _ctx: &Context,
+        request: &Request<ServiceProperties>,
+        progress: &Value,
+    ) -> Result<Outcome, ServiceError> {
+        let saved: Progress =
+            serde_json::from_value(progress.clone()).map_err(|_| ServiceError::Missing {
+                operation: "resume",
+                field: "saved progress",
+            })?;
+        match request {
+            Request::Delete {
+                physical_id,
+                properties,
+            } => self.remove(&properties.cluster, physical_id).await,
+            Request::Create { .. } => {
+                let arn = saved.service_arn.clone();
+                self.check_steady(saved, Completion::created(arn)).await
+            }
+            Request::Update { old, new, .. } if old.needs_replacement(new) => {
+                let arn = saved.service_arn.clone();
+                self.check_steady(saved, Completion::replaced(arn)).await
+            }
+            Request::Update { .. } => self.check_steady(saved, Completion::unchanged()).await,
+        }
+    }
+}
