@@ -94,6 +94,13 @@ def service_function(moto, cfn, proxy):
     function.stop()
 
 
+@pytest.fixture(scope="session")
+def scaling_function(moto, cfn, proxy):
+    function = _function("scaling", moto, cfn, proxy)
+    yield function
+    function.stop()
+
+
 @pytest.fixture(autouse=True)
 def fresh_state(request, moto):
     moto.reset()
