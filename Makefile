@@ -52,10 +52,10 @@ unit:
 integration: $(STAMP) build
 	$(VENV_PY) -m pytest tests -v -p no:cacheprovider
 
-# cfn-lint every template under cloudformation/ (none until the deploy issue adds them).
+# cfn-lint every template with informational rules on; cfn-lint cannot see inside Custom::
+# resources, so tests/test_templates.py checks those against the functions' own property types.
 lint: $(STAMP)
-	@templates=$$(find cloudformation -name '*.yaml' -o -name '*.yml' -o -name '*.json' 2>/dev/null); \
-	if [ -n "$$templates" ]; then cfn-lint $$templates; else echo "lint: no templates under cloudformation/ yet"; fi
+	cfn-lint -c I -- cloudformation/*.yaml cloudformation/examples/*.yaml
 
 test: tools fmt-check build clippy unit integration lint
 	@echo "make test: all checks passed"

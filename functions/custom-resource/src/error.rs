@@ -1,5 +1,6 @@
 //! The library's one error type.
 
+use aws_sdk_lambda::error::{ProvideErrorMetadata, SdkError};
 use thiserror::Error;
 
 /// What can go wrong inside the protocol layer (never inside a handler: handlers have their own
@@ -51,4 +52,48 @@ pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
         source = inner.source();
     }
     text
+}
+
+/// A failed AWS SDK call, as every resource reports it: "operation: code: message".
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{operation}: {code}: {message}")]
+pub struct AwsError {
+    pub operation: &'static str,
+    pub code: String,
+    pub message: String,
+}
+
+impl AwsError {
+    pub fn new(
+        operation: &'static str,
+        code: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            operation,
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+
+    /// For `map_err`: `.map_err(AwsError::of("CreateVpc"))`. Works for every SDK crate's errors
+    /// (they share `SdkError` and `ProvideErrorMetadata`).
+    pub fn of<E, R>(operation: &'static str) -> impl FnOnce(SdkError<E, R>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug + 'static,
+    {
+        move |error| {
+            let code = error.code().unwrap_or("Unknown").to_owned();
+            let message = error
+                .message()
+                .map(str::to_owned)
+                .unwrap_or_else(|| chain(&error));
+            Self {
+                operation,
+                code,
+                message,
+            }
+        }
+    }
 }

@@ -26,7 +26,7 @@ pub mod resource;
 pub mod response;
 
 pub use config::Settings;
-pub use error::Error;
+pub use error::{AwsError, Error};
 pub use properties::{Properties, PropertyError};
 pub use provider::{Handled, Invocation, Provider};
 pub use resource::{Completion, Context, Outcome, PhysicalId, Request, RequestType, Resource};
@@ -62,10 +62,18 @@ pub fn init_tracing() {
 /// Runs `resource` behind the Lambda Runtime API until the process is stopped.
 ///
 /// `sdk_config` provides the Lambda client used to hand long waits on to a new invocation.
+///
+/// Run with the single argument `--property-names`, the binary prints the JSON list of the
+/// resource's property names and exits (used to check templates, which cfn-lint cannot see into).
 pub async fn run<R: Resource>(
     resource: R,
     sdk_config: &aws_config::SdkConfig,
 ) -> Result<(), lambda_runtime::Error> {
+    if std::env::args().nth(1).as_deref() == Some("--property-names") {
+        let names = properties::field_names::<R::Properties>().unwrap_or_default();
+        println!("{}", serde_json::to_string(names)?);
+        return Ok(());
+    }
     let settings = Settings::from_env()?;
     let provider = Arc::new(Provider::new(
         resource,

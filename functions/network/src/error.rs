@@ -1,17 +1,15 @@
 //! Errors of `Custom::Network`.
 
+// SdkError and ProvideErrorMetadata are the same types in every SDK crate.
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
+use custom_resource::AwsError;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum NetworkError {
     /// An EC2 call failed; keeps the operation, the AWS error code and message.
-    #[error("{operation}: {code}: {message}")]
-    Ec2 {
-        operation: &'static str,
-        code: String,
-        message: String,
-    },
+    #[error(transparent)]
+    Aws(#[from] AwsError),
 
     /// A property is valid on its own but not in this account or region.
     #[error("invalid property {property}: {message}")]
@@ -33,23 +31,17 @@ pub enum NetworkError {
 }
 
 impl NetworkError {
-    pub fn ec2<E>(operation: &'static str) -> impl FnOnce(SdkError<E>) -> Self
+    pub fn ec2<E, R>(operation: &'static str) -> impl FnOnce(SdkError<E, R>) -> Self
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug + 'static,
     {
-        move |error| NetworkError::Ec2 {
-            operation,
-            code: error.code().unwrap_or("Unknown").to_owned(),
-            message: error
-                .message()
-                .map(str::to_owned)
-                .unwrap_or_else(|| custom_resource::error::chain(&error)),
-        }
+        move |error| AwsError::of(operation)(error).into()
     }
 
     pub fn code(&self) -> Option<&str> {
         match self {
-            NetworkError::Ec2 { code, .. } => Some(code),
+            Self::Aws(error) => Some(&error.code),
             _ => None,
         }
     }

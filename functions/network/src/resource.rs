@@ -15,7 +15,9 @@ use aws_sdk_ec2::types::{
     AttributeBooleanValue, AvailabilityZoneOptInStatus, DomainType, ResourceType, Tag as Ec2Tag,
     TagSpecification,
 };
-use custom_resource::{Completion, Context, Outcome, PhysicalId, Request, RequestType, Resource};
+use custom_resource::{
+    AwsError, Completion, Context, Outcome, PhysicalId, Request, RequestType, Resource,
+};
 use futures::future::{try_join_all, BoxFuture};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -1124,11 +1126,11 @@ impl Network {
     ) -> Result<Outcome, NetworkError> {
         let state = discover(&self.ec2, vpc_id).await?;
         if !state.vpc_exists {
-            return Err(NetworkError::Ec2 {
-                operation: "DescribeVpcs",
-                code: "InvalidVpcID.NotFound".into(),
-                message: format!("VPC {vpc_id} no longer exists; it was deleted outside CloudFormation. Remove the resource from the stack or restore the VPC"),
-            });
+            return Err(NetworkError::from(AwsError::new(
+                "DescribeVpcs",
+                "InvalidVpcID.NotFound",
+                format!("VPC {vpc_id} no longer exists; it was deleted outside CloudFormation. Remove the resource from the stack or restore the VPC"),
+            )));
         }
         let azs = self.existing_zones(&state, new).await?;
         let retag = old.map(|old| {

@@ -2,17 +2,14 @@
 
 // SdkError and ProvideErrorMetadata are the same types in every SDK crate.
 use aws_sdk_applicationautoscaling::error::{ProvideErrorMetadata, SdkError};
+use custom_resource::AwsError;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum ScalingError {
     /// An AWS call failed; keeps the operation, the AWS error code and message.
-    #[error("{operation}: {code}: {message}")]
-    Aws {
-        operation: &'static str,
-        code: String,
-        message: String,
-    },
+    #[error(transparent)]
+    Aws(#[from] AwsError),
 
     /// A property is well-formed but wrong for this account (e.g. a target group without a
     /// load balancer).
@@ -28,23 +25,17 @@ pub enum ScalingError {
 }
 
 impl ScalingError {
-    pub fn aws<E>(operation: &'static str) -> impl FnOnce(SdkError<E>) -> Self
+    pub fn aws<E, R>(operation: &'static str) -> impl FnOnce(SdkError<E, R>) -> Self
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug + 'static,
     {
-        move |error| ScalingError::Aws {
-            operation,
-            code: error.code().unwrap_or("Unknown").to_owned(),
-            message: error
-                .message()
-                .map(str::to_owned)
-                .unwrap_or_else(|| custom_resource::error::chain(&error)),
-        }
+        move |error| AwsError::of(operation)(error).into()
     }
 
     pub fn code(&self) -> Option<&str> {
         match self {
-            ScalingError::Aws { code, .. } => Some(code),
+            Self::Aws(error) => Some(&error.code),
             _ => None,
         }
     }

@@ -2,17 +2,14 @@
 
 // SdkError and ProvideErrorMetadata are the same types in every SDK crate.
 use aws_sdk_ecs::error::{ProvideErrorMetadata, SdkError};
+use custom_resource::AwsError;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum ServiceError {
     /// An AWS call failed; keeps the operation, the AWS error code and message.
-    #[error("{operation}: {code}: {message}")]
-    Aws {
-        operation: &'static str,
-        code: String,
-        message: String,
-    },
+    #[error(transparent)]
+    Aws(#[from] AwsError),
 
     /// A property is well-formed but wrong for this account (missing secret, unknown provider…).
     #[error("invalid property {property}: {message}")]
@@ -35,18 +32,12 @@ pub enum ServiceError {
 }
 
 impl ServiceError {
-    pub fn aws<E>(operation: &'static str) -> impl FnOnce(SdkError<E>) -> Self
+    pub fn aws<E, R>(operation: &'static str) -> impl FnOnce(SdkError<E, R>) -> Self
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug + 'static,
     {
-        move |error| ServiceError::Aws {
-            operation,
-            code: error.code().unwrap_or("Unknown").to_owned(),
-            message: error
-                .message()
-                .map(str::to_owned)
-                .unwrap_or_else(|| custom_resource::error::chain(&error)),
-        }
+        move |error| AwsError::of(operation)(error).into()
     }
 
     pub fn property(property: impl Into<String>, message: impl Into<String>) -> Self {
@@ -58,7 +49,7 @@ impl ServiceError {
 
     pub fn code(&self) -> Option<&str> {
         match self {
-            ServiceError::Aws { code, .. } => Some(code),
+            Self::Aws(error) => Some(&error.code),
             _ => None,
         }
     }

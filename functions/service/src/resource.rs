@@ -331,11 +331,11 @@ impl FargateService {
             .await?
             .filter(|s| s.status() == Some("ACTIVE"))
         else {
-            return Err(ServiceError::Aws {
-                operation: "DescribeServices",
-                code: "ServiceNotFoundException".into(),
-                message: format!("service {physical_id} no longer exists (deleted outside CloudFormation); remove it from the template and add it back to recreate it"),
-            });
+            return Err(ServiceError::from(custom_resource::AwsError::new(
+                "DescribeServices",
+                "ServiceNotFoundException",
+                format!("service {physical_id} no longer exists (deleted outside CloudFormation); remove it from the template and add it back to recreate it"),
+            )));
         };
         let mut request = self
             .c

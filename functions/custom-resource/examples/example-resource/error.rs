@@ -1,17 +1,14 @@
 //! Errors of the example resource.
 
 use aws_sdk_ssm::error::{ProvideErrorMetadata, SdkError};
+use custom_resource::AwsError;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum ExampleError {
-    /// An SSM call failed; keeps the operation, code and message.
-    #[error("{operation}: {code}: {message}")]
-    Aws {
-        operation: &'static str,
-        code: String,
-        message: String,
-    },
+    /// An AWS call failed; keeps the operation, the AWS error code and message.
+    #[error(transparent)]
+    Aws(#[from] AwsError),
     /// The parameter exists and another request made it.
     #[error("SSM parameter {name} already exists and was not created by this resource; choose another Name or delete the parameter")]
     NameTaken { name: String },
@@ -25,21 +22,12 @@ impl ExampleError {
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
-        let code = error.code().unwrap_or("Unknown").to_owned();
-        let message = error
-            .message()
-            .map(str::to_owned)
-            .unwrap_or_else(|| custom_resource::error::chain(&error));
-        ExampleError::Aws {
-            operation,
-            code,
-            message,
-        }
+        AwsError::of(operation)(error).into()
     }
 
     pub fn code(&self) -> Option<&str> {
         match self {
-            ExampleError::Aws { code, .. } => Some(code),
+            Self::Aws(error) => Some(&error.code),
             _ => None,
         }
     }
