@@ -66,12 +66,15 @@ def test_duplicate_delivery_of_one_create_makes_one_parameter(parameter, ssm, cf
     assert params(ssm)["/demo/once"]["Version"] == 1
 
 
-def test_create_failure_is_rolled_back_by_a_delete_that_touches_nothing(parameter, ssm):
+def test_create_failure_is_rolled_back_by_a_delete_that_touches_nothing(parameter, ssm, example_function):
     ssm.put_parameter(Name="/unrelated", Value="keep", Type="String")
     answer = parameter.create({"Name": "/demo/x", "Value": "v", "FailOn": "Create"})
     assert answer.status == "FAILED"
     assert answer.reason == "Create failed: Create failed because FailOn asked for it"
     assert answer.physical_id.startswith("custom-resource:create-failed:")
+    # The function reported success to Lambda after answering, so Lambda did not retry it.
+    invocations = example_function.invocations_for(answer.request_id)
+    assert [inv.outcome for inv in invocations] == ["success"]
     assert parameter.rollback_answer.ok
     assert parameter.rollback_answer.physical_id == answer.physical_id
     assert list(params(ssm)) == ["/unrelated"]
@@ -197,3 +200,13 @@ def test_scalars_arrive_as_strings_like_cloudformation_sends_them(cfn, example_f
     assert event["ResourceProperties"]["DataBytes"] == "3"
     answer = cfn.send(example_function, event)
     assert answer.ok and answer.data["Padding"] == "xxx"
+
+
+def test_a_crash_before_answering_is_retried_by_lambda_and_answered_once(parameter, ssm, example_function, tmp_path):
+    marker = tmp_path / "crashed"
+    answer = parameter.create({"Name": "/demo/crashy", "Value": "v", "CrashOnce": str(marker)})
+    assert answer.ok and answer.physical_id == "/demo/crashy"
+    assert marker.exists()
+    invocations = example_function.invocations_for(answer.request_id)
+    assert [inv.outcome for inv in invocations] == ["crash", "success"], [inv.outcome for inv in invocations]
+    assert list(params(ssm)) == ["/demo/crashy"]

@@ -38,6 +38,10 @@ pub struct ParameterProperties {
     /// Add a `Padding` attribute of this many bytes to Data.
     #[serde(default, deserialize_with = "de::opt_number")]
     pub data_bytes: Option<usize>,
+    /// Kill the process (no answer) the first time a request runs, recording that in this file:
+    /// Lambda's retry of the same event then answers.
+    #[serde(default)]
+    pub crash_once: Option<String>,
     /// Pad the FailOn error message to this many bytes.
     #[serde(default, deserialize_with = "de::opt_number")]
     pub reason_bytes: Option<usize>,

@@ -37,6 +37,13 @@ impl ExampleParameter {
     }
 
     async fn knobs(&self, on: On, properties: &ParameterProperties) -> Result<(), ExampleError> {
+        if let Some(marker) = &properties.crash_once {
+            if std::fs::metadata(marker).is_err() {
+                let _ = std::fs::write(marker, b"crashed once");
+                // A hard crash, as an out-of-memory kill would be: nothing can answer.
+                std::process::abort();
+            }
+        }
         if properties.panic_on == Some(on) {
             panic!("PanicOn asked for a panic in {on:?}");
         }
