@@ -124,8 +124,9 @@ fn unknown_property(first: &str, all: &[&String], known: &[&str]) -> PropertyErr
             names.join(", ")
         )
     };
-    if let Some(closest) = closest(first, known) {
-        message.push_str(&format!("; did you mean {closest}?"));
+    match closest(first, known) {
+        Some(closest) => message.push_str(&format!("; did you mean {closest}?")),
+        None => message.push('.'),
     }
     let mut listed: Vec<&str> = known.to_vec();
     listed.sort_unstable();
@@ -292,6 +293,18 @@ mod tests {
         assert!(error
             .message
             .contains("Known properties: DesiredCount, Enable, Name"));
+    }
+
+    #[test]
+    fn an_unknown_property_with_no_close_name_still_lists_the_known_ones() {
+        let error = parse::<Sample>(&json!({"Name": "web", "Zzzzzzzz": 1})).unwrap_err();
+        assert!(
+            error
+                .message
+                .starts_with("is not a property of this resource. Known properties: "),
+            "{}",
+            error.message
+        );
     }
 
     #[test]
