@@ -726,23 +726,13 @@ impl Network {
             .filter_map(|az| state.live_nat(az))
             .map(|n| n.id.clone())
             .collect();
-        let mut calls: Vec<Call> = Vec::new();
-        for nat in state
+        let retired: Vec<Nat> = state
             .nats
             .iter()
             .filter(|n| n.is_live() && !keep.contains(&n.id))
             .cloned()
-        {
-            calls.push(Box::pin(async move {
-                self.ec2
-                    .delete_nat_gateway()
-                    .nat_gateway_id(&nat.id)
-                    .send()
-                    .await
-                    .map_err(NetworkError::ec2("DeleteNatGateway"))?;
-                Ok(Effect::NatDeleting(nat.id))
-            }));
-        }
+            .collect();
+        let calls = self.nat_deletions(retired);
         self.round("D", calls, &mut state).await?;
         if let Some(waiting) = self.nats_still_deleting(&state, &vpc_id).await? {
             return Ok(Outcome::pending(
@@ -759,29 +749,58 @@ impl Network {
             .filter(|n| n.is_live())
             .flat_map(|n| n.allocation_ids.clone())
             .collect();
-        let mut calls: Vec<Call> = Vec::new();
-        for eip in state
+        let unused: Vec<Eip> = state
             .eips
             .iter()
             .filter(|e| !in_use.contains(&e.allocation_id))
             .cloned()
-        {
-            calls.push(Box::pin(async move {
-                self.ec2
-                    .release_address()
-                    .allocation_id(&eip.allocation_id)
-                    .send()
-                    .await
-                    .map_err(NetworkError::ec2("ReleaseAddress"))?;
-                Ok(Effect::Released(eip.allocation_id))
-            }));
-        }
+            .collect();
+        let calls = self.address_releases(unused);
         self.round("E", calls, &mut state).await?;
 
         if let Some(removed) = retag_removed {
             self.retag(owner, &state, &removed).await?;
         }
         Ok(data(azs, &state, PhysicalId::New(vpc_id)).into())
+    }
+
+    /// DeleteNatGateway for each (deletion then takes about a minute; callers wait for it).
+    fn nat_deletions(&self, nats: Vec<Nat>) -> Vec<Call<'_>> {
+        nats.into_iter()
+            .map(|nat| -> Call<'_> {
+                Box::pin(async move {
+                    self.ec2
+                        .delete_nat_gateway()
+                        .nat_gateway_id(&nat.id)
+                        .send()
+                        .await
+                        .map_err(NetworkError::ec2("DeleteNatGateway"))?;
+                    Ok(Effect::NatDeleting(nat.id))
+                })
+            })
+            .collect()
+    }
+
+    /// ReleaseAddress for each; an address already released counts as released.
+    fn address_releases(&self, eips: Vec<Eip>) -> Vec<Call<'_>> {
+        eips.into_iter()
+            .map(|eip| -> Call<'_> {
+                Box::pin(async move {
+                    match self
+                        .ec2
+                        .release_address()
+                        .allocation_id(&eip.allocation_id)
+                        .send()
+                        .await
+                    {
+                        Ok(_) => {}
+                        Err(e) if is_code(&e, "InvalidAllocationID.NotFound") => {}
+                        Err(e) => return Err(NetworkError::ec2("ReleaseAddress")(e)),
+                    }
+                    Ok(Effect::Released(eip.allocation_id))
+                })
+            })
+            .collect()
     }
 
     /// An allocated, unused address for a NAT in `az`.
@@ -985,18 +1004,8 @@ impl Network {
             }
         }
         // Round 1: NAT gateways (they hold addresses and sit in the public subnets).
-        let mut calls: Vec<Call> = Vec::new();
-        for nat in state.nats.iter().filter(|n| n.is_live()).cloned() {
-            calls.push(Box::pin(async move {
-                self.ec2
-                    .delete_nat_gateway()
-                    .nat_gateway_id(&nat.id)
-                    .send()
-                    .await
-                    .map_err(NetworkError::ec2("DeleteNatGateway"))?;
-                Ok(Effect::NatDeleting(nat.id))
-            }));
-        }
+        let live: Vec<Nat> = state.nats.iter().filter(|n| n.is_live()).cloned().collect();
+        let calls = self.nat_deletions(live);
         self.round("delete-1", calls, &mut state).await?;
         if let Some(waiting) = self.nats_still_deleting(&state, vpc_id).await? {
             return Ok(Outcome::pending(
@@ -1007,23 +1016,7 @@ impl Network {
             ));
         }
         // Round 2: addresses, route-table associations, the gateway attachment.
-        let mut calls: Vec<Call> = Vec::new();
-        for eip in state.eips.clone() {
-            calls.push(Box::pin(async move {
-                match self
-                    .ec2
-                    .release_address()
-                    .allocation_id(&eip.allocation_id)
-                    .send()
-                    .await
-                {
-                    Ok(_) => {}
-                    Err(e) if is_code(&e, "InvalidAllocationID.NotFound") => {}
-                    Err(e) => return Err(NetworkError::ec2("ReleaseAddress")(e)),
-                }
-                Ok(Effect::Released(eip.allocation_id))
-            }));
-        }
+        let mut calls = self.address_releases(state.eips.clone());
         for table in state.route_tables.clone() {
             for (association, _) in table.associations {
                 calls.push(Box::pin(async move {
