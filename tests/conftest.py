@@ -66,7 +66,7 @@ def proxy(moto):
     recorder.stop()
 
 
-def _function(name, moto, cfn, proxy, **extra):
+def _function(name, cfn, proxy, **extra):
     env = dict(FUNCTION_ENV, AWS_ENDPOINT_URL=proxy.url, RESPONSE_URL_ALLOWED_PREFIXES=cfn.prefix, **extra)
     # Generous timeout: these tests are about AWS calls, not the deadline (tested with the example).
     return LocalLambda(name if not extra else f"{name}-{extra.get('AWS_REGION')}", binary(name), LOGS,
@@ -75,28 +75,28 @@ def _function(name, moto, cfn, proxy, **extra):
 
 @pytest.fixture(scope="session")
 def network_function(moto, cfn, proxy):
-    function = _function("network", moto, cfn, proxy)
+    function = _function("network", cfn, proxy)
     yield function
     function.stop()
 
 
 @pytest.fixture(scope="session")
 def network_function_in_a_two_zone_region(moto, cfn, proxy):
-    function = _function("network", moto, cfn, proxy, AWS_REGION="us-west-1", AWS_DEFAULT_REGION="us-west-1")
+    function = _function("network", cfn, proxy, AWS_REGION="us-west-1", AWS_DEFAULT_REGION="us-west-1")
     yield function
     function.stop()
 
 
 @pytest.fixture(scope="session")
 def service_function(moto, cfn, proxy):
-    function = _function("service", moto, cfn, proxy)
+    function = _function("service", cfn, proxy)
     yield function
     function.stop()
 
 
 @pytest.fixture(scope="session")
 def scaling_function(moto, cfn, proxy):
-    function = _function("scaling", moto, cfn, proxy)
+    function = _function("scaling", cfn, proxy)
     yield function
     function.stop()
 

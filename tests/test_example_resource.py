@@ -2,11 +2,6 @@
 against moto's SSM. Each test asserts the one answer CloudFormation received and the AWS state
 that resulted."""
 import json
-import time
-
-import pytest
-
-from harness.cloudformation import ProtocolViolation
 
 SECRET = "postgres://app:s3cr3t-do-not-log@db:5432/app"
 

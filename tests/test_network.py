@@ -1,8 +1,8 @@
 """Custom::Network through the real `network` binary against moto's EC2, with every EC2 request
 recorded by the proxy in front of moto."""
-import pytest
-
 import json
+
+import pytest
 
 from harness.aws_proxy import max_concurrency
 from harness.cloudformation import Resource
@@ -169,9 +169,7 @@ def test_bad_input_fails_naming_the_property_and_creates_nothing(network, ec2, p
 
 def test_more_zones_than_the_region_has_fails_naming_the_property(cfn, network_function_in_a_two_zone_region, moto):
     ec2 = moto.client("ec2")
-    west = moto.client("ec2") if False else __import__("boto3").client(
-        "ec2", endpoint_url=moto.url, region_name="us-west-1",
-        aws_access_key_id="testing", aws_secret_access_key="testing")
+    west = moto.client("ec2", region="us-west-1")
     before = footprint(west)
     network = Resource(cfn, network_function_in_a_two_zone_region, "Network", resource_type="Custom::Network")
     answer = network.create({"Name": "dev", "AvailabilityZoneCount": 3})

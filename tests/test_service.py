@@ -3,7 +3,6 @@ capacity-provider strategy on CreateService and has no SimulatePrincipalPolicy, 
 assert on the requests the binary sent (recorded by the proxy) as well as on moto's state."""
 import json
 
-import boto3
 import pytest
 
 from harness.cloudformation import Resource

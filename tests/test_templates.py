@@ -4,7 +4,6 @@ cfn-lint (run by `make lint`) checks everything else against the resource specif
 import json
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
 from cfnlint.decode import decode

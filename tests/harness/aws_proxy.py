@@ -30,21 +30,6 @@ class Call:
     status: int
 
 
-def waves(calls: list) -> list:
-    """Groups calls into sequential rounds: a call starts a new round when it starts after every
-    call of the current round has finished. Returns a list of rounds (lists of calls)."""
-    rounds, current, current_end = [], [], None
-    for call in sorted(calls, key=lambda c: c.started):
-        if current and call.started >= current_end:
-            rounds.append(current)
-            current, current_end = [], None
-        current.append(call)
-        current_end = call.finished if current_end is None else max(current_end, call.finished)
-    if current:
-        rounds.append(current)
-    return rounds
-
-
 def max_concurrency(calls: list) -> int:
     """The largest number of calls in flight at once, as seen by the proxy."""
     events = sorted([(c.started, 1) for c in calls] + [(c.finished, -1) for c in calls])

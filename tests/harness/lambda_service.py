@@ -145,11 +145,6 @@ class LocalLambda:
     def invoke_async(self, event: dict) -> Invocation:
         return self._enqueue(Invocation(json.dumps(event).encode(), "Event"))
 
-    def invoke(self, event: dict) -> Invocation:
-        inv = self._enqueue(Invocation(json.dumps(event).encode(), "RequestResponse"))
-        inv.done.wait(self.timeout + 30)
-        return inv
-
     def _enqueue(self, inv: Invocation) -> Invocation:
         with self.cond:
             self.queue.append(inv)

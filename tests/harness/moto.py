@@ -51,11 +51,11 @@ class MotoServer:
         request = urllib.request.Request(self.url + "/moto-api/reset", method="POST")
         urllib.request.urlopen(request, timeout=10).read()
 
-    def client(self, service: str):
+    def client(self, service: str, region: str = REGION):
         import boto3
 
         return boto3.client(
-            service, endpoint_url=self.url, region_name=REGION,
+            service, endpoint_url=self.url, region_name=region,
             aws_access_key_id="testing", aws_secret_access_key="testing",
             aws_session_token="testing",
         )

@@ -7,10 +7,6 @@ use thiserror::Error;
 /// error types, rendered into the FAILED reason with their source chain).
 #[derive(Debug, Error)]
 pub enum Error {
-    /// A property did not parse or failed validation. The message names the property and the fix.
-    #[error("{0}")]
-    Property(#[from] crate::properties::PropertyError),
-
     /// The event is not a CloudFormation custom-resource request.
     #[error("the event is not a CloudFormation custom-resource request: {0}")]
     Event(String),

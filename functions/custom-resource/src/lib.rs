@@ -28,7 +28,7 @@ pub mod response;
 pub use config::Settings;
 pub use error::{AwsError, Error};
 pub use properties::{Properties, PropertyError};
-pub use provider::{Handled, Invocation, Provider};
+pub use provider::{epoch_ms, Handled, Invocation, Provider};
 pub use resource::{Completion, Context, Outcome, PhysicalId, Request, RequestType, Resource};
 
 use lambda_runtime::{service_fn, LambdaEvent};

@@ -73,7 +73,7 @@ pub enum Handled {
     Answered { answer: Answer, delivered: bool },
     /// The operation continues in a new invocation, which will answer.
     HandedOver { invocation: u32 },
-    /// The response URL is not allowed: nothing was done and nothing was sent.
+    /// The event has no ResponseURL, or one off the allow-list: nothing was done, nothing sent.
     Refused,
 }
 
@@ -556,7 +556,8 @@ fn text(event: &Value, key: &str) -> String {
         .to_owned()
 }
 
-fn epoch_ms(time: SystemTime) -> u64 {
+/// Milliseconds since the Unix epoch (0 for times before it): the unit saved in progress.
+pub fn epoch_ms(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH)
         .map(|elapsed| elapsed.as_millis() as u64)
         .unwrap_or_default()

@@ -173,38 +173,44 @@ impl Network {
         Ok(zones)
     }
 
-    /// The VPC (`kind` "vpc") or internet gateway this request already created, if any.
-    async fn find_by_request(
-        &self,
-        kind: &'static str,
-        ctx: &Context,
-    ) -> Result<Option<String>, NetworkError> {
-        let tag_filter = filter(&format!("tag:{TAG_REQUEST}"), &ctx.request_id);
-        let logical = filter(&format!("tag:{TAG_LOGICAL}"), &ctx.logical_resource_id);
-        match kind {
-            "vpc" => Ok(self
-                .ec2
-                .describe_vpcs()
-                .filters(tag_filter)
-                .filters(logical)
-                .send()
-                .await
-                .map_err(NetworkError::ec2("DescribeVpcs"))?
-                .vpcs()
-                .first()
-                .and_then(|v| v.vpc_id().map(str::to_owned))),
-            _ => Ok(self
-                .ec2
-                .describe_internet_gateways()
-                .filters(tag_filter)
-                .filters(logical)
-                .send()
-                .await
-                .map_err(NetworkError::ec2("DescribeInternetGateways"))?
-                .internet_gateways()
-                .first()
-                .and_then(|g| g.internet_gateway_id().map(str::to_owned))),
-        }
+    /// Tags that mark what this request created (a redelivered Create looks for them).
+    fn request_filters(ctx: &Context) -> [aws_sdk_ec2::types::Filter; 2] {
+        [
+            filter(&format!("tag:{TAG_REQUEST}"), &ctx.request_id),
+            filter(&format!("tag:{TAG_LOGICAL}"), &ctx.logical_resource_id),
+        ]
+    }
+
+    /// The VPC this request already created, if any.
+    async fn find_vpc(&self, ctx: &Context) -> Result<Option<String>, NetworkError> {
+        let found = self
+            .ec2
+            .describe_vpcs()
+            .set_filters(Some(Self::request_filters(ctx).to_vec()))
+            .send()
+            .await
+            .map_err(NetworkError::ec2("DescribeVpcs"))?;
+        Ok(found
+            .vpcs()
+            .first()
+            .and_then(|v| v.vpc_id())
+            .map(str::to_owned))
+    }
+
+    /// The internet gateway this request already created, if any.
+    async fn find_igw(&self, ctx: &Context) -> Result<Option<String>, NetworkError> {
+        let found = self
+            .ec2
+            .describe_internet_gateways()
+            .set_filters(Some(Self::request_filters(ctx).to_vec()))
+            .send()
+            .await
+            .map_err(NetworkError::ec2("DescribeInternetGateways"))?;
+        Ok(found
+            .internet_gateways()
+            .first()
+            .and_then(|g| g.internet_gateway_id())
+            .map(str::to_owned))
     }
 
     /// Create (or, for a redelivered request, find) the VPC and internet gateway, then build
@@ -218,8 +224,8 @@ impl Network {
         // Round 1: what this request already made, and the region's zones.
         let started = std::time::Instant::now();
         let (vpc, igw, azs) = futures::try_join!(
-            self.find_by_request("vpc", ctx),
-            self.find_by_request("igw", ctx),
+            self.find_vpc(ctx),
+            self.find_igw(ctx),
             self.zones(props.availability_zone_count),
         )?;
         log_round("lookup", 3, started);

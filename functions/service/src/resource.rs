@@ -15,7 +15,7 @@ use custom_resource::{Completion, Context, Outcome, Request, Resource};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 use tracing::info;
 
 const TAG_REQUEST: &str = "custom-resource:request-id";
@@ -47,10 +47,7 @@ struct Progress {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or_default()
+    custom_resource::epoch_ms(SystemTime::now())
 }
 
 fn strategy_items(items: &[StrategyItem]) -> Vec<CapacityProviderStrategyItem> {

@@ -6,7 +6,7 @@ use aws_sdk_ssm::types::{ParameterType, Tag};
 use custom_resource::{Completion, Context, Outcome, Request, RequestType, Resource};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 /// Tag that records which CloudFormation request created a parameter, so a duplicate delivery
 /// of that request adopts it instead of failing.
@@ -25,10 +25,7 @@ struct Progress {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or_default()
+    custom_resource::epoch_ms(SystemTime::now())
 }
 
 impl ExampleParameter {
