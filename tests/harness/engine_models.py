@@ -1,0 +1,70 @@
+"""Native resource models moto 5.2.5 gets wrong from a template, fixed for the local engine.
+
+Each patch closes one gap our templates hit; moto's own API paths are left alone.
+- AWS::ECS::TaskDefinition: moto keeps only family, containers, volumes and memory from the
+  template, so a Fargate task definition comes out as `bridge` without cpu, roles or
+  requiresCompatibilities (our service's preflight then rightly refuses it). Its update compares
+  PascalCase template keys with stored camelCase ones and always re-registers. Here every property
+  goes to RegisterTaskDefinition, and an update registers a new revision only when the resolved
+  properties changed (CloudFormation replaces task definitions: new ARN, old one deregistered).
+"""
+from typing import Any
+
+import moto
+from moto.core.utils import pascal_to_camelcase, remap_nested_keys
+from moto.ecs import models as ecs_models
+from moto.moto_api._internal import mock_random
+
+MOTO_VERSION = "5.2.5"
+
+
+def _task_definition_arguments(properties: dict) -> dict:
+    def camel(value: Any) -> Any:
+        return remap_nested_keys(value, pascal_to_camelcase) if value is not None else None
+
+    def text(value: Any) -> Any:
+        return None if value is None else str(value)
+
+    tags = [{"key": t["Key"], "value": t["Value"]} for t in properties.get("Tags") or []]
+    return {
+        "family": properties.get("Family") or f"task-definition-{int(mock_random.random() * 10**6)}",
+        "container_definitions": camel(properties.get("ContainerDefinitions") or []),
+        "volumes": camel(properties.get("Volumes") or []),
+        "network_mode": properties.get("NetworkMode"),
+        "tags": tags or None,
+        "placement_constraints": camel(properties.get("PlacementConstraints")),
+        "requires_compatibilities": properties.get("RequiresCompatibilities"),
+        "cpu": text(properties.get("Cpu")),
+        "memory": text(properties.get("Memory")),
+        "task_role_arn": properties.get("TaskRoleArn"),
+        "execution_role_arn": properties.get("ExecutionRoleArn"),
+        "runtime_platform": camel(properties.get("RuntimePlatform")),
+        "ipc_mode": properties.get("IpcMode"),
+        "pid_mode": properties.get("PidMode"),
+        "ephemeral_storage": camel(properties.get("EphemeralStorage")),
+    }
+
+
+def _create_task_definition(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+    backend = ecs_models.ecs_backends[account_id][region_name]
+    definition = backend.register_task_definition(**_task_definition_arguments(cloudformation_json["Properties"]))
+    definition._template_properties = cloudformation_json["Properties"]
+    return definition
+
+
+def _update_task_definition(cls, original_resource, new_resource_name, cloudformation_json, account_id, region_name):
+    properties = cloudformation_json["Properties"]
+    if getattr(original_resource, "_template_properties", None) == properties:
+        return original_resource
+    backend = ecs_models.ecs_backends[account_id][region_name]
+    definition = backend.register_task_definition(**_task_definition_arguments(properties))
+    definition._template_properties = properties
+    backend.deregister_task_definition(original_resource.arn)
+    return definition
+
+
+def install() -> None:
+    if moto.__version__ != MOTO_VERSION:
+        raise RuntimeError(f"engine_models patches moto {MOTO_VERSION}, found {moto.__version__}")
+    ecs_models.TaskDefinition.create_from_cloudformation_json = classmethod(_create_task_definition)
+    ecs_models.TaskDefinition.update_from_cloudformation_json = classmethod(_update_task_definition)
