@@ -953,20 +953,29 @@ class Engine:
         return True
 
     def _delete_native(self, stack, resource, spec) -> None:
+        from .engine_models import DELETERS
+
+        resource_type = resource.cf_resource_type
+        model = cfn_parsing.resource_class_from_type(resource_type)
+        deleter = DELETERS.get(resource_type)
+        if deleter is None and not hasattr(resource, "delete") and hasattr(model.delete_from_cloudformation_json, "__isabstractmethod__"):
+            # moto would skip it silently and leave it behind; say so instead.
+            raise ResourceFailed(f"the local engine (moto {MOTO_VERSION}) cannot delete {resource_type}")
         last = None
-        for _ in range(3):  # moto's own ordering retries dependency violations the same way
+        for _ in range(3):  # retried like moto's own ordering does for dependency violations
             try:
-                try:
+                if deleter is not None:
+                    deleter(resource, stack.account_id, stack.region_name)
+                elif hasattr(resource, "delete"):
                     resource.delete(stack.account_id, stack.region_name)
-                except (TypeError, AttributeError):
-                    cfn_parsing.parse_and_delete_resource(resource.physical_resource_id,
-                                                          {"Type": resource.cf_resource_type, **spec},
+                else:
+                    model.delete_from_cloudformation_json(resource.physical_resource_id, {"Type": resource_type, **spec},
                                                           stack.account_id, stack.region_name)
                 return
-            except Exception as error:  # noqa: BLE001
+            except Exception as error:  # noqa: BLE001 - moto raises its own error types
                 last = error
                 time.sleep(0.2)
-        raise ResourceFailed(f"{resource.cf_resource_type}: {_message(last)}")
+        raise ResourceFailed(f"{resource_type}: {_message(last)}")
 
     # -- custom resources -------------------------------------------------------------------
     def custom_request(self, stack, logical_id, resource_type, request_type, props, old_props=None,
@@ -994,6 +1003,7 @@ class Engine:
         record = {"RequestType": request_type, "LogicalResourceId": logical_id, "ResourceType": resource_type,
                   "StackId": stack.stack_id, "StackName": stack.name, "RequestId": request_id,
                   "PhysicalResourceId": physical_id, "FunctionName": function.function_name,
+                  "ResourceProperties": event["ResourceProperties"],
                   "Answers": [], "Sent": time.time()}
         waiter = threading.Event()
         with self.lock:

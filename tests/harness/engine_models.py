@@ -7,6 +7,10 @@ Each patch closes one gap our templates hit; moto's own API paths are left alone
   PascalCase template keys with stored camelCase ones and always re-registers. Here every property
   goes to RegisterTaskDefinition, and an update registers a new revision only when the resolved
   properties changed (CloudFormation replaces task definitions: new ARN, old one deregistered).
+- NAT gateways: moto marks a deleted NAT `deleted` but keeps its network interface (and the
+  address association) forever; AWS releases both, so a deleted VPC would leave an orphan ENI.
+- Deletes moto does not implement for our types (it skips them silently, leaving the cluster,
+  listeners, target groups and task definitions behind after a stack delete): DELETERS below.
 """
 from typing import Any
 
@@ -63,8 +67,60 @@ def _update_task_definition(cls, original_resource, new_resource_name, cloudform
     return definition
 
 
+def _delete_cluster(resource, account_id, region_name):
+    ecs_models.ecs_backends[account_id][region_name].delete_cluster(resource.name)
+
+
+def _deregister_task_definition(resource, account_id, region_name):
+    ecs_models.ecs_backends[account_id][region_name].deregister_task_definition(resource.arn)
+
+
+def _delete_listener(resource, account_id, region_name):
+    from moto.elbv2.models import elbv2_backends
+
+    elbv2_backends[account_id][region_name].delete_listener(resource.arn)
+
+
+def _delete_target_group(resource, account_id, region_name):
+    from moto.elbv2.models import elbv2_backends
+
+    elbv2_backends[account_id][region_name].delete_target_group(resource.arn)
+
+
+# resource type -> delete(resource, account_id, region_name), used by the engine before moto's own.
+DELETERS = {
+    "AWS::ECS::Cluster": _delete_cluster,
+    "AWS::ECS::TaskDefinition": _deregister_task_definition,
+    "AWS::ElasticLoadBalancingV2::Listener": _delete_listener,
+    "AWS::ElasticLoadBalancingV2::TargetGroup": _delete_target_group,
+}
+
+
+def _patch_nat_gateway_delete() -> None:
+    from moto.ec2.models.nat_gateways import NatGatewayBackend
+
+    original = NatGatewayBackend.delete_nat_gateway
+    if getattr(original, "_engine", False):
+        return
+
+    def delete_nat_gateway(self, nat_gateway_id):
+        nat_gateway = original(self, nat_gateway_id)
+        eni = getattr(nat_gateway, "_eni", None)
+        if eni is not None:
+            for address in self.addresses:
+                if getattr(address, "eni", None) is eni:
+                    address.eni = None
+                    address.association_id = None
+            self.enis.pop(eni.id, None)
+        return nat_gateway
+
+    delete_nat_gateway._engine = True
+    NatGatewayBackend.delete_nat_gateway = delete_nat_gateway
+
+
 def install() -> None:
     if moto.__version__ != MOTO_VERSION:
         raise RuntimeError(f"engine_models patches moto {MOTO_VERSION}, found {moto.__version__}")
+    _patch_nat_gateway_delete()
     ecs_models.TaskDefinition.create_from_cloudformation_json = classmethod(_create_task_definition)
     ecs_models.TaskDefinition.update_from_cloudformation_json = classmethod(_update_task_definition)

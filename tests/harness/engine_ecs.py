@@ -1,0 +1,607 @@
+"""An ECS service scheduler for moto 5.2.5, patched in at import time (moto's files stay as they
+are): Fargate services with a capacity provider strategy get RUNNING tasks placed per provider the
+way ECS places them, so a local demo can list a service's tasks per capacity provider.
+
+Call `install()` in the process that runs `moto.server.ThreadedMotoServer`, before any request.
+Each patch below names the moto gap it closes. What moto 5.2.5 does without them:
+  * CreateService drops capacityProviderStrategy, deploymentConfiguration,
+    healthCheckGracePeriodSeconds, enableExecuteCommand and enableECSManagedTags, and reports
+    launchType EC2 when no launch type is given;
+  * no service ever starts a task, so runningCount is 0 (or MOTO_ECS_SERVICE_RUNNING) whatever
+    the desired count, and UpdateService/DeleteService start or stop nothing;
+  * ListTasks ignores serviceName and lists STOPPED tasks unless asked for RUNNING ones;
+  * every DescribeTasks moves a RUNNING task one step towards STOPPED;
+  * the AWS::ECS::Cluster CloudFormation model ignores every property but the name.
+"""
+import threading
+
+EXPECTED_MOTO_VERSION = "5.2.5"
+FARGATE_PROVIDERS = ("FARGATE", "FARGATE_SPOT")
+
+_lock = threading.RLock()
+_installed = False
+
+
+def install() -> None:
+    """Patch moto's ECS models and responses (once; later calls do nothing)."""
+    global _installed
+    import moto
+
+    if moto.__version__ != EXPECTED_MOTO_VERSION:
+        raise RuntimeError(
+            f"engine_ecs patches moto {EXPECTED_MOTO_VERSION} internals, found moto "
+            f"{moto.__version__}: re-check the patches against that version and update the pin"
+        )
+    with _lock:
+        if _installed:
+            return
+        _patch_create_service()
+        _patch_update_service()
+        _patch_delete_service()
+        _patch_stop_task()
+        _patch_list_tasks()
+        _patch_task_lifecycle()
+        _patch_cluster_cloudformation()
+        _installed = True
+
+
+# --- request validation (what ECS rejects and moto accepts) ---------------------------------------
+
+
+def _invalid(message: str) -> Exception:
+    from moto.ecs.exceptions import InvalidParameterException
+
+    return InvalidParameterException(message)
+
+
+def _normalized_strategy(items) -> list:
+    """ECS echoes every item with its weight and base, 0 when not given."""
+    return [
+        {
+            "capacityProvider": item["capacityProvider"],
+            "weight": int(item.get("weight") or 0),
+            "base": int(item.get("base") or 0),
+        }
+        for item in items
+    ]
+
+
+def _checked_strategy(items, cluster) -> list:
+    strategy = _normalized_strategy(items)
+    associated = cluster.capacity_providers or []
+    for item in strategy:
+        if item["capacityProvider"] not in associated:
+            raise _invalid(
+                "The specified capacity provider strategy cannot contain a capacity provider "
+                f"that is not associated with the cluster ({item['capacityProvider']} is not "
+                f"in {associated}). Associate the capacity provider with the cluster or "
+                "specify a valid capacity provider and try again."
+            )
+    if sum(1 for item in strategy if item["base"] > 0) > 1:
+        raise _invalid("Only one capacity provider in a strategy can have a base defined.")
+    if len(strategy) > 1 and not any(item["weight"] > 0 for item in strategy):
+        raise _invalid(
+            "At least one capacity provider in a strategy of several must have a weight "
+            "greater than 0."
+        )
+    return strategy
+
+
+# --- placement ------------------------------------------------------------------------------------
+
+
+def split(strategy, count: int) -> dict:
+    """Tasks per capacity provider for `count` tasks, as ECS places them: the provider with a
+    base gets up to `base` tasks first, the rest go by weight (weight 0 gets none after its base).
+    Each further task goes to the provider furthest below its weighted share (ties: strategy
+    order), so n+1 tasks are n tasks plus one and the split of n is as even as integers allow.
+    A launch-type service (no strategy) has one pseudo-provider, None."""
+    if not strategy:
+        return {None: count}
+    counts = {item["capacityProvider"]: 0 for item in strategy}
+    based = next((item for item in strategy if item["base"] > 0), None)
+    if based:
+        counts[based["capacityProvider"]] = min(based["base"], count)
+    rest = count - sum(counts.values())
+    weighted = [item for item in strategy if item["weight"] > 0] or [dict(strategy[0], weight=1)]
+    total = sum(item["weight"] for item in weighted)
+    by_weight = {item["capacityProvider"]: 0 for item in weighted}
+    for placed in range(1, rest + 1):
+        # deficit = weight*placed/total - assigned, compared in integers (times total)
+        chosen = max(
+            weighted,
+            key=lambda item: item["weight"] * placed - by_weight[item["capacityProvider"]] * total,
+        )
+        by_weight[chosen["capacityProvider"]] += 1
+    for provider, placed in by_weight.items():
+        counts[provider] += placed
+    return counts
+
+
+def _is_scheduled(service) -> bool:
+    """The services this scheduler runs: ECS-controlled replica services on Fargate."""
+    if service.deployment_controller.get("type", "ECS") != "ECS":
+        return False
+    if service.scheduling_strategy not in (None, "REPLICA"):
+        return False
+    strategy = getattr(service, "capacity_provider_strategy", None)
+    if strategy:
+        return all(item["capacityProvider"] in FARGATE_PROVIDERS for item in strategy)
+    return service.launch_type == "FARGATE"
+
+
+def _service_tasks(backend, service) -> list:
+    """The service's tasks that ECS still wants running, oldest first."""
+    tasks = backend.tasks.get(service.cluster_name, {}).values()
+    ours = [
+        task
+        for task in tasks
+        if getattr(task, "_engine_service_arn", None) == service.arn
+        and task.desired_status == "RUNNING"
+    ]
+    return sorted(ours, key=lambda task: task.created_at)
+
+
+class _TaskDefinitionWithoutEni:
+    """moto's Task() creates an awsvpc task's ENI itself and reads `eni.private_dns_name`, which
+    moto only sets when the VPC has DNS hostnames enabled (otherwise: AttributeError, HTTP 500).
+    Task() gets this view (networkMode not awsvpc) and `_attach_eni` attaches the ENI instead."""
+
+    network_mode = None
+
+    def __init__(self, task_definition):
+        self._task_definition = task_definition
+
+    def __getattr__(self, name):
+        return getattr(self._task_definition, name)
+
+
+def _attach_eni(task, service, index: int) -> None:
+    from moto.ec2 import ec2_backends
+    from moto.moto_api._internal import mock_random
+
+    awsvpc = (service.network_configuration or {}).get("awsvpcConfiguration") or {}
+    subnets = awsvpc.get("subnets") or []
+    if not subnets:
+        return
+    ec2 = ec2_backends[task._account_id][task.region_name]
+    attachment_id = str(mock_random.uuid4())
+    # Spread tasks over the service's subnets (so over its AZs), as ECS does.
+    eni = ec2.create_network_interface(
+        subnet=subnets[index % len(subnets)],
+        private_ip_address=None,
+        group_ids=awsvpc.get("securityGroups") or [],
+        description=f"arn:aws:ecs:{task.region_name}:{task._account_id}:attachment/{attachment_id}",
+    )
+    eni.status = "in-use"
+    eni.device_index = 0
+    details = [
+        {"name": "subnetId", "value": eni.subnet.id},
+        {"name": "networkInterfaceId", "value": eni.id},
+        {"name": "macAddress", "value": eni.mac_address},
+        {"name": "privateIPv4Address", "value": eni.private_ip_address},
+    ]
+    if getattr(eni, "private_dns_name", None):
+        details.append({"name": "privateDnsName", "value": eni.private_dns_name})
+    task.network_configuration = service.network_configuration
+    task.attachments = [
+        {"id": attachment_id, "type": "ElasticNetworkInterface", "status": "ATTACHED",
+         "details": details}
+    ]
+    task.availability_zone = eni.subnet.availability_zone
+    task._engine_eni_id = eni.id
+
+
+def _start_task(backend, cluster, service, task_definition, provider, deployment_id, index):
+    from moto.core.utils import utcnow
+    from moto.ecs.models import Task
+
+    if service.propagate_tags == "SERVICE":
+        tags = list(service.tags)
+    elif service.propagate_tags == "TASK_DEFINITION":
+        tags = list(task_definition.tags or [])
+    else:
+        tags = []
+    task = Task(
+        cluster=cluster,
+        task_definition=_TaskDefinitionWithoutEni(task_definition),
+        container_instance_arn=None,
+        resource_requirements=None,  # only used to book EC2 container-instance capacity
+        backend=backend,
+        group=f"service:{service.name}",
+        launch_type="FARGATE",
+        started_by=deployment_id,
+        tags=tags,
+        platform_version="1.4.0",  # what Fargate resolves LATEST to
+        capacity_provider_name=provider,
+    )
+    now = utcnow()
+    task.created_at = task.started_at = task.connectivity_at = now
+    task.connectivity = "CONNECTED"
+    task.cpu, task.memory = task_definition.cpu, task_definition.memory
+    task.platform_family = "Linux"
+    task.enable_execute_command = bool(getattr(service, "enable_execute_command", False))
+    for container in task.containers:
+        container.last_status = "RUNNING"
+    task._engine_service_arn = service.arn
+    if task_definition.network_mode == "awsvpc":
+        _attach_eni(task, service, index)
+    backend.tasks.setdefault(cluster.name, {})[task.task_arn] = task
+    return task
+
+
+def _stop_task(task, reason: str, code: str = "ServiceSchedulerInitiated") -> None:
+    from moto.core.utils import utcnow
+    from moto.ec2 import ec2_backends
+
+    now = utcnow()
+    task.desired_status = "STOPPED"
+    task.last_status = "STOPPED"
+    task.stopped_reason = reason
+    task.stop_code = code
+    task.stopping_at = task.execution_stopped_at = task.stopped_at = now
+    for container in task.containers:
+        container.last_status = "STOPPED"
+    for attachment in task.attachments:
+        attachment["status"] = "DELETED"
+    # ECS deletes a stopped task's ENI; moto's StopTask leaves it behind.
+    eni_id = getattr(task, "_engine_eni_id", None)
+    if eni_id:
+        ec2_backends[task._account_id][task.region_name].enis.pop(eni_id, None)
+        task._engine_eni_id = None
+
+
+def _set_counts(backend, service, running: int) -> None:
+    """runningCount/pendingCount as ECS reports them once the tasks run, and the cluster's
+    running/pending task counts moved by the same amounts (moto books them per service)."""
+    cluster = backend.clusters.get(service.cluster_name)
+    if cluster is not None:
+        cluster.running_tasks_count += running - service.running_count
+        cluster.pending_tasks_count -= service.pending_count
+    service.running_count = running
+    service.pending_count = 0
+
+
+def _event(service, message: str) -> None:
+    from moto.core.utils import utcnow
+    from moto.moto_api._internal import mock_random
+
+    service.events.insert(
+        0, {"id": str(mock_random.uuid4()), "createdAt": utcnow(), "message": message}
+    )
+    del service.events[100:]
+
+
+def schedule(backend, service, new_deployment: bool = False) -> None:
+    """Reconcile the service's tasks with its desired count and strategy, then report the steady
+    state: one PRIMARY deployment, rollout COMPLETED, runningCount == desiredCount.
+    A new deployment replaces every task; otherwise surplus tasks stop (newest first, per
+    provider, so the rest match the strategy's split) and missing ones start."""
+    from moto.core.utils import utcnow
+    from moto.moto_api._internal import mock_random
+
+    if not _is_scheduled(service) or not service.task_definition:
+        return
+    cluster = backend.clusters[service.cluster_name]
+    task_definition = backend.describe_task_definition(service.task_definition)
+    strategy = getattr(service, "capacity_provider_strategy", None) or None
+    desired = (service.desired_count or 0) if service.status == "ACTIVE" else 0
+
+    previous = service.deployments[0] if service.deployments else {}
+    old_id = previous.get("id")
+    deployment_id = old_id
+    if new_deployment or not old_id:
+        deployment_id = f"ecs-svc/{mock_random.randint(0, 32**12)}"
+    stop_reason = f"Scaling activity initiated by (deployment {old_id or deployment_id})"
+
+    target = split(strategy, desired)
+    current = _service_tasks(backend, service)
+    kept = {provider: [] for provider in target}
+    for task in current:
+        provider = task.capacity_provider_name
+        if (
+            not new_deployment
+            and provider in kept
+            and task.task_definition_arn == task_definition.arn
+            and len(kept[provider]) < target[provider]
+        ):
+            kept[provider].append(task)
+        else:
+            _stop_task(task, stop_reason)
+    started = []
+    for provider, count in target.items():
+        for _ in range(count - len(kept[provider])):
+            index = sum(len(tasks) for tasks in kept.values()) + len(started)
+            started.append(
+                _start_task(backend, cluster, service, task_definition, provider,
+                            deployment_id, index)
+            )
+
+    _set_counts(backend, service, desired)
+    service.platform_family = "Linux"
+    now = utcnow()
+    deployment = dict(previous)
+    deployment.update(
+        {
+            "id": deployment_id,
+            "status": "PRIMARY",
+            "taskDefinition": task_definition.arn,
+            "desiredCount": desired,
+            "pendingCount": 0,
+            "runningCount": desired,
+            "failedTasks": 0,
+            "capacityProviderStrategy": strategy,
+            "launchType": service.launch_type or None,
+            "platformVersion": service.platform_version,
+            "platformFamily": "Linux",  # moto wrote "EC2" when it took the service for EC2
+            "networkConfiguration": service.network_configuration or None,
+            "rolloutState": "COMPLETED",
+            "rolloutStateReason": f"ECS deployment {deployment_id} completed.",
+            "updatedAt": now,
+        }
+    )
+    if deployment_id != old_id:
+        deployment["createdAt"] = now
+    service.deployments = [deployment]
+    if started:
+        ids = " ".join(f"(task {task.id})" for task in started)
+        _event(service, f"(service {service.name}) has started {len(started)} tasks: {ids}.")
+    if service.status == "ACTIVE":
+        _event(service, f"(service {service.name}) has reached a steady state.")
+
+
+# --- patches --------------------------------------------------------------------------------------
+
+
+def _patch_create_service() -> None:
+    """moto's CreateService handler never passes capacityProviderStrategy (and a few more fields)
+    to the backend, and its backend sets launchType EC2 when none is given. Wrap the handler: check
+    the request as ECS does, keep what moto drops, then start the service's tasks."""
+    from moto.core.utils import utcnow
+    from moto.ecs.responses import EC2ContainerServiceResponse
+
+    original = EC2ContainerServiceResponse.create_service
+    dropped = {
+        "deploymentConfiguration": "deployment_configuration",
+        "healthCheckGracePeriodSeconds": "health_check_grace_period_seconds",
+        "enableExecuteCommand": "enable_execute_command",
+        "enableECSManagedTags": "enable_ecs_managed_tags",
+    }
+
+    def create_service(self):
+        with _lock:
+            backend = self.ecs_backend
+            cluster = backend._get_cluster(self._get_param("cluster", "default"))
+            strategy = self._get_param("capacityProviderStrategy")
+            if strategy and self._get_param("launchType"):
+                raise _invalid(
+                    "Specifying both a launch type and capacity provider strategy is not "
+                    "supported. Remove one and try again."
+                )
+            if not strategy and not self._get_param("launchType"):
+                # ECS falls back to the cluster's default strategy and shows it on the service.
+                strategy = cluster.default_capacity_provider_strategy
+            if strategy:
+                strategy = _checked_strategy(strategy, cluster)
+            task_definition = self._get_param("taskDefinition")
+            if task_definition and not self._get_param("networkConfiguration"):
+                if backend.describe_task_definition(task_definition).network_mode == "awsvpc":
+                    raise _invalid(
+                        "Network Configuration must be provided when networkMode 'awsvpc' "
+                        "is specified."
+                    )
+            result = original(self)
+            service = result.result["service"]
+            service.created_at = utcnow()
+            for param, attribute in dropped.items():
+                value = self._get_param(param)
+                if value is not None:
+                    setattr(service, attribute, value)
+            if strategy:
+                service.capacity_provider_strategy = strategy
+                service.launch_type = None
+                if service.deployments:
+                    service.deployments[0]["launchType"] = None
+            schedule(backend, service, new_deployment=True)
+            return result
+
+    EC2ContainerServiceResponse.create_service = create_service
+
+
+def _patch_update_service() -> None:
+    """moto's UpdateService copies the request onto the service (the task definition as given, not
+    as an ARN) and starts or stops nothing. Wrap it: check a new strategy, resolve the task
+    definition, then reconcile the tasks; a new deployment (task definition, strategy, network,
+    platform version or forceNewDeployment) replaces them all."""
+    from moto.ecs.models import EC2ContainerServiceBackend
+
+    original = EC2ContainerServiceBackend.update_service
+
+    def update_service(self, service_properties):
+        with _lock:
+            cluster_str = service_properties.get("cluster", "default")
+            cluster = self._get_cluster(cluster_str)
+            service = self._get_service(cluster_str, service_properties["service"].split("/")[-1])
+            strategy = service_properties.get("capacity_provider_strategy")
+            if strategy is not None:
+                # An empty list means "the cluster's default strategy" (ECS then shows that).
+                strategy = strategy or cluster.default_capacity_provider_strategy or []
+                if not strategy:
+                    raise _invalid(
+                        "The service has no capacity provider strategy and the cluster has "
+                        "no default capacity provider strategy."
+                    )
+                strategy = _checked_strategy(strategy, cluster)
+            td_str = service_properties.get("task_definition")
+            force = bool(service_properties.get("force_new_deployment"))
+            before = (
+                service.task_definition,
+                getattr(service, "capacity_provider_strategy", None),
+                service.network_configuration,
+                service.platform_version,
+            )
+            counts = (service.running_count, service.pending_count,
+                      cluster.running_tasks_count, cluster.pending_tasks_count)
+
+            service = original(self, service_properties)
+
+            if td_str:
+                service.task_definition = self.describe_task_definition(td_str).arn
+            if strategy is not None:
+                service.capacity_provider_strategy = strategy
+                service.launch_type = None
+            if not _is_scheduled(service):
+                return service
+            # Undo moto's count bookkeeping; schedule() books what actually runs.
+            (service.running_count, service.pending_count,
+             cluster.running_tasks_count, cluster.pending_tasks_count) = counts
+            after = (
+                service.task_definition,
+                getattr(service, "capacity_provider_strategy", None),
+                service.network_configuration,
+                service.platform_version,
+            )
+            schedule(self, service, new_deployment=force or after != before)
+            return service
+
+    EC2ContainerServiceBackend.update_service = update_service
+
+
+def _patch_delete_service() -> None:
+    """moto's DeleteService marks the service INACTIVE but has no tasks to stop (and leaves its
+    runningCount). Wrap it: stop every task of the service and report 0 desired and running."""
+    from moto.ecs.models import EC2ContainerServiceBackend
+
+    original = EC2ContainerServiceBackend.delete_service
+
+    def delete_service(self, cluster_name, service_name, force):
+        with _lock:
+            service = original(self, cluster_name, service_name, force)
+            tasks = _service_tasks(self, service)
+            deployment_id = service.deployments[0]["id"] if service.deployments else "?"
+            for task in tasks:
+                _stop_task(task, f"Scaling activity initiated by (deployment {deployment_id})")
+            if _is_scheduled(service) or tasks:
+                service.desired_count = 0
+                service.running_count = 0  # moto already took it off the cluster's counts
+                for deployment in service.deployments:
+                    deployment.update(desiredCount=0, runningCount=0, pendingCount=0)
+            return service
+
+    EC2ContainerServiceBackend.delete_service = delete_service
+
+
+def _patch_stop_task() -> None:
+    """ECS replaces a service task that stops (StopTask, a Spot interruption); moto's StopTask
+    just stops it. Wrap it: after stopping a scheduled task, reconcile its service."""
+    from moto.ecs.models import EC2ContainerServiceBackend
+
+    original = EC2ContainerServiceBackend.stop_task
+
+    def stop_task(self, cluster_str, task_str, reason):
+        with _lock:
+            task = original(self, cluster_str, task_str, reason)
+            service_arn = getattr(task, "_engine_service_arn", None)
+            if service_arn:
+                _stop_task(task, reason or "Task stopped by user", code="UserInitiated")
+                for service in self.services.values():
+                    if service.arn == service_arn and service.status == "ACTIVE":
+                        schedule(self, service)
+            return task
+
+    EC2ContainerServiceBackend.stop_task = stop_task
+
+
+def _patch_list_tasks() -> None:
+    """moto's ListTasks ignores serviceName (a TODO there) and, given no desiredStatus, lists
+    STOPPED tasks too; ECS filters by service and defaults desiredStatus to RUNNING."""
+    from moto.ecs.models import EC2ContainerServiceBackend
+
+    original = EC2ContainerServiceBackend.list_tasks
+
+    def list_tasks(self, cluster_str=None, container_instance=None, family=None,
+                   started_by=None, service_name=None, desiredStatus=None):
+        with _lock:
+            tasks = original(self, cluster_str, container_instance, family, started_by,
+                             service_name, desiredStatus or "RUNNING")
+            if service_name:
+                service = self._get_service(cluster_str or "default", service_name.split("/")[-1])
+                tasks = [task for task in tasks if task.group == f"service:{service.name}"]
+            return tasks
+
+    EC2ContainerServiceBackend.list_tasks = list_tasks
+
+
+def _patch_task_lifecycle() -> None:
+    """moto moves every described task one state towards STOPPED (RUNNING -> DEACTIVATING -> ...)
+    so that tasks-stopped waiters finish. A service's task runs until the scheduler stops it, so
+    hold the scheduler's tasks still while ECS wants them RUNNING."""
+    from moto.ecs.models import Task
+
+    original = Task.advance
+
+    def advance(self):
+        if getattr(self, "_engine_service_arn", None) and self.desired_status == "RUNNING":
+            return
+        original(self)
+
+    Task.advance = advance
+
+
+def _cfn_strategy(items):
+    if items is None:
+        return None
+    return _normalized_strategy(
+        {"capacityProvider": item["CapacityProvider"], "weight": item.get("Weight"),
+         "base": item.get("Base")}
+        for item in items
+    )
+
+
+def _cfn_cluster_args(properties) -> dict:
+    settings = properties.get("ClusterSettings")
+    tags = properties.get("Tags")
+    return {
+        "cluster_settings": (
+            [{"name": s["Name"], "value": s["Value"]} for s in settings] if settings else None
+        ),
+        "capacity_providers": properties.get("CapacityProviders"),
+        "default_capacity_provider_strategy": _cfn_strategy(
+            properties.get("DefaultCapacityProviderStrategy")
+        ),
+        "tags": [{"key": t["Key"], "value": t["Value"]} for t in tags] if tags else None,
+    }
+
+
+def _patch_cluster_cloudformation() -> None:
+    """moto's AWS::ECS::Cluster model creates the cluster from its name only, dropping
+    CapacityProviders, DefaultCapacityProviderStrategy, ClusterSettings and Tags, and an update
+    that keeps the name changes nothing. Replace both: pass them to create_cluster, apply them in
+    place on update."""
+    from moto.ecs.models import Cluster, ecs_backends
+
+    def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id,
+                                        region_name, **kwargs):
+        properties = cloudformation_json.get("Properties") or {}
+        return ecs_backends[account_id][region_name].create_cluster(
+            cluster_name=resource_name, **_cfn_cluster_args(properties)
+        )
+
+    def update_from_cloudformation_json(cls, original_resource, new_resource_name,
+                                        cloudformation_json, account_id, region_name):
+        backend = ecs_backends[account_id][region_name]
+        properties = cloudformation_json.get("Properties") or {}
+        args = _cfn_cluster_args(properties)
+        if original_resource.name != new_resource_name:
+            backend.delete_cluster(original_resource.arn)
+            return backend.create_cluster(cluster_name=new_resource_name, **args)
+        cluster = original_resource
+        cluster.capacity_providers = args["capacity_providers"]
+        cluster.default_capacity_provider_strategy = args["default_capacity_provider_strategy"]
+        if args["cluster_settings"]:
+            cluster.settings = args["cluster_settings"]
+        cluster.tags = args["tags"]
+        return cluster
+
+    Cluster.create_from_cloudformation_json = classmethod(create_from_cloudformation_json)
+    Cluster.update_from_cloudformation_json = classmethod(update_from_cloudformation_json)

@@ -1,0 +1,95 @@
+"""Start and stop the local engine (tests/local_engine.py) as a process, and talk to it."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import zipfile
+from pathlib import Path
+from typing import Optional
+
+from .moto import CREDENTIALS, REGION
+
+ENGINE = Path(__file__).resolve().parent.parent / "local_engine.py"
+
+
+class EngineProcess:
+    def __init__(self, log_dir: Path, function_env: Optional[dict] = None, api_wait: float = 20.0,
+                 custom_resource_timeout: float = 120.0):
+        self.log_dir = Path(log_dir)
+        self.state_file = self.log_dir / "engine.json"
+        self.function_env = dict(function_env or {})
+        self.api_wait = api_wait
+        self.custom_resource_timeout = custom_resource_timeout
+        self.process: Optional[subprocess.Popen] = None
+        self.endpoint = self.control = ""
+
+    def start(self, timeout: float = 90.0) -> "EngineProcess":
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.state_file.unlink(missing_ok=True)
+        command = [sys.executable, str(ENGINE), "--state-file", str(self.state_file), "--log-dir", str(self.log_dir),
+                   "--api-wait", str(self.api_wait), "--custom-resource-timeout", str(self.custom_resource_timeout)]
+        for key, value in self.function_env.items():
+            command += ["--function-env", f"{key}={value}"]
+        self.log = open(self.log_dir / "engine.log", "ab")
+        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, env=dict(os.environ, **CREDENTIALS))
+        deadline = time.monotonic() + timeout
+        while not self.state_file.exists():
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the local engine exited with {self.process.returncode}: see {self.log_dir / 'engine.log'}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise TimeoutError(f"the local engine did not start within {timeout} s: see {self.log_dir / 'engine.log'}")
+            time.sleep(0.1)
+        state = json.loads(self.state_file.read_text())
+        self.endpoint, self.control = state["endpoint"], state["control"]
+        return self
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process:
+            self.log.close()
+
+    def env(self) -> dict:
+        """Environment for a child process (aws CLI, make) that should talk to the engine."""
+        env = dict(os.environ)
+        env.update(CREDENTIALS)
+        env["AWS_ENDPOINT_URL"] = self.endpoint
+        return env
+
+    def client(self, service: str):
+        import boto3
+
+        return boto3.client(service, endpoint_url=self.endpoint, region_name=REGION,
+                            aws_access_key_id="testing", aws_secret_access_key="testing",
+                            aws_session_token="testing")
+
+    def requests(self) -> list:
+        """Every custom-resource request the engine sent, oldest first, with the answers it got."""
+        with urllib.request.urlopen(self.control + "/requests", timeout=10) as response:
+            return json.loads(response.read())
+
+
+def zip_binary(binary: Path, destination: Path) -> Path:
+    """A Lambda zip (provided.al2023: an executable named bootstrap) from a built binary."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    if destination.exists() and destination.stat().st_mtime >= binary.stat().st_mtime:
+        return destination
+    info = zipfile.ZipInfo("bootstrap", date_time=(2020, 1, 1, 0, 0, 0))
+    info.external_attr = 0o755 << 16
+    info.compress_type = zipfile.ZIP_DEFLATED
+    temporary = destination.with_suffix(".part")
+    with zipfile.ZipFile(temporary, "w") as archive, open(binary, "rb") as source:
+        with archive.open(info, "w", force_zip64=True) as target:
+            while chunk := source.read(1 << 20):
+                target.write(chunk)
+    temporary.replace(destination)
+    return destination
