@@ -1,4 +1,5 @@
-# The two commands a newcomer needs: `make demo` and `make test`. Everything else is a step of those.
+# The two commands a newcomer needs: `make demo` and `make test`. Everything else is a step of those,
+# or operates one environment's stack (make help lists those under "Operate an environment").
 # Tools come from tests/requirements.txt (pinned, with tests/constraints.txt) into .venv.
 
 SHELL := /bin/bash
@@ -13,11 +14,29 @@ CARGO     ?= cargo
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help test demo build zips fmt fmt-check clippy unit integration lint tools clean
+# One stack per environment: cloudformation/params/$(ENV).json, stack <AppName>-$(ENV). AWS access
+# is whatever AWS_* variables are set (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL for a local engine).
+ENV       ?= dev
+BUCKET    ?= $(CODE_BUCKET)
+STACKCTL  := $(VENV_PY) cloudformation/stackctl.py
+# Where `package` takes the provider zips from (<dir>/<function>/bootstrap.zip): make build's output.
+LAMBDA_DIR ?= $(CARGO_TARGET_DIR)/lambda
+
+.PHONY: help test demo binaries build zips fmt fmt-check clippy unit integration lint tools clean \
+	package deploy weights tasks outputs events destroy
 
 help:
 	@echo "make demo   - the example resource's lifecycle on the local emulator (moto), as CloudFormation shows it"
 	@echo "make test   - every check: fmt, clippy, unit tests, protocol scenarios through the real binary, template lint"
+	@echo
+	@echo "Operate an environment (ENV=dev|stg|prd, default dev; uses the AWS_* environment, see README):"
+	@echo "make build                              - release Lambda zips (cargo lambda; ARCH=arm64 for Graviton)"
+	@echo "make package ENV=dev BUCKET=<bucket>    - upload zips and nested templates (BUCKET defaults to \$$CODE_BUCKET)"
+	@echo "make deploy ENV=dev [SET='K=V ...']     - package, then create/update the stack, showing its events"
+	@echo "make weights ENV=dev FARGATE=1 SPOT=3 [BASE=0] - change the FARGATE/FARGATE_SPOT mix in place"
+	@echo "make tasks ENV=dev                      - the service's tasks per capacity provider"
+	@echo "make outputs ENV=dev | make events ENV=dev [FOLLOW=1]"
+	@echo "make destroy ENV=dev [YES=1]            - delete the stack, following its events"
 
 $(STAMP): tests/requirements.txt tests/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -30,14 +49,18 @@ tools: $(STAMP)
 	@aws --version
 	@cargo-lambda lambda --version
 
-build:
+# Debug build of every target: the binaries the local harness runs (make test, make demo).
+binaries:
 	$(CARGO) build --workspace --all-targets --locked
 
 # Release zips for Lambda, built the way they are deployed (cargo lambda, zig linker, provided.al2023):
-# target/lambda/<function>/bootstrap.zip; ARCH=arm64 for Graviton. Not part of `make test`: a cold
-# build took 12m20s and 11.7 GB of memory here.
-zips: $(STAMP)
+# $(CARGO_TARGET_DIR)/lambda/{network,service,scaling}/bootstrap.zip (cargo lambda takes the target dir
+# from cargo metadata, which honours CARGO_TARGET_DIR); ARCH=arm64 for Graviton. Not part of
+# `make test`: a cold build took 12m20s and 11.7 GB of memory here.
+build: $(STAMP)
 	cargo-lambda lambda build --release --output-format zip $(if $(filter arm64,$(ARCH)),--arm64,)
+
+zips: build
 
 fmt:
 	$(CARGO) fmt --all
@@ -55,7 +78,7 @@ unit:
 		$(CARGO) test --workspace --locked --no-fail-fast; \
 	fi
 
-integration: $(STAMP) build
+integration: $(STAMP) binaries
 	$(VENV_PY) -m pytest tests -v -p no:cacheprovider
 
 # cfn-lint every template with informational rules on; cfn-lint cannot see inside Custom::
@@ -63,11 +86,40 @@ integration: $(STAMP) build
 lint: $(STAMP)
 	cfn-lint -c I -- cloudformation/*.yaml cloudformation/examples/*.yaml
 
-test: tools fmt-check build clippy unit integration lint
+test: tools fmt-check binaries clippy unit integration lint
 	@echo "make test: all checks passed"
 
-demo: $(STAMP) build
+demo: $(STAMP) binaries
 	$(VENV_PY) tests/demo.py
 
+# --- one environment's stack (cloudformation/stackctl.py does the work; see its docstring) ---
+
+# Provider zips to s3://$(BUCKET)/<AppName>/provider/<content hash>/ (new code, new keys, so
+# CloudFormation updates the functions), nested templates via `aws cloudformation package`;
+# writes .build/$(ENV)/environment.packaged.yaml and .build/$(ENV)/code.json. Needs `make build` first.
+package: $(STAMP)
+	$(STACKCTL) package $(ENV) --bucket '$(BUCKET)' --lambda-dir '$(LAMBDA_DIR)'
+
+# `aws cloudformation deploy` with params/$(ENV).json + code.json (+ SET='Key=Value ...'), the
+# stack's events (nested stacks included) while it runs, then the outputs.
+deploy: package
+	$(STACKCTL) deploy $(ENV) $(foreach kv,$(SET),--set '$(kv)')
+
+# Console-style update: previous template, previous values for every other parameter.
+weights: $(STAMP)
+	$(STACKCTL) weights $(ENV) --fargate '$(FARGATE)' --spot '$(SPOT)' $(if $(BASE),--base '$(BASE)')
+
+tasks: $(STAMP)
+	$(STACKCTL) tasks $(ENV)
+
+outputs: $(STAMP)
+	$(STACKCTL) outputs $(ENV)
+
+events: $(STAMP)
+	$(STACKCTL) events $(ENV) --tail 40 $(if $(FOLLOW),--follow)
+
+destroy: $(STAMP)
+	$(STACKCTL) destroy $(ENV) $(if $(YES),--yes)
+
 clean:
-	rm -rf $(VENV) .tmp
+	rm -rf $(VENV) .tmp .build

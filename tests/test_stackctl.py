@@ -346,7 +346,7 @@ def test_tasks_pages_through_more_than_a_hundred_tasks_a_hundred_at_a_time(capsy
 
     lines = capsys.readouterr().out.splitlines()
     assert rc == 0
-    assert lines[-1] == "FARGATE 50 (33%), FARGATE_SPOT 100 (66%); 150 tasks"
+    assert lines[-1] == "FARGATE 50 (33%), FARGATE_SPOT 100 (67%); 150 tasks"
     assert sum(1 for line in lines if "us-east-1a" in line and "shop-dev:7" in line) == 150
 
 
