@@ -1004,6 +1004,7 @@ class Engine:
                   "StackId": stack.stack_id, "StackName": stack.name, "RequestId": request_id,
                   "PhysicalResourceId": physical_id, "FunctionName": function.function_name,
                   "ResourceProperties": event["ResourceProperties"],
+                  "OldResourceProperties": event.get("OldResourceProperties"),
                   "Answers": [], "Sent": time.time()}
         waiter = threading.Event()
         with self.lock:

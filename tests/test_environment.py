@@ -1,0 +1,156 @@
+"""The product end to end: cloudformation/environment.yaml with its nested stacks, deployed with the
+same make targets a real account uses (package, deploy, weights, tasks, destroy), on the local
+engine, with the three provider binaries as Lambda zips. The scenario runs in order: each test
+continues from the state the previous one left."""
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import FUNCTION_ENV, LOGS, ROOT, binary
+from harness.engine_process import EngineProcess, zip_binary
+from harness.inventory import inventory
+
+BUCKET = "shop-artifacts"
+SECRET = "/shop/dev/DATABASE_URL"
+STACK = "shop-dev"
+
+
+@pytest.fixture(scope="module")
+def env():
+    engine = EngineProcess(LOGS / "environment", function_env=FUNCTION_ENV).start()
+    lambda_dir = LOGS / "zips" / "lambda"
+    for name in ("network", "service", "scaling"):
+        zip_binary(binary(name), lambda_dir / name / "bootstrap.zip")
+    engine.client("s3").create_bucket(Bucket=BUCKET)
+    engine.client("ssm").put_parameter(Name=SECRET, Type="SecureString", Value="postgres://db.internal/shop")
+    engine.lambda_dir = lambda_dir
+    yield engine
+    engine.stop()
+
+
+def make(engine, *arguments) -> subprocess.CompletedProcess:
+    command = [os.environ.get("MAKE", "make"), "-s", "--no-print-directory", *arguments,
+               f"BUCKET={BUCKET}", f"LAMBDA_DIR={engine.lambda_dir}"]
+    result = subprocess.run(command, cwd=ROOT, env=engine.env(), capture_output=True, text=True, timeout=600)
+    print(result.stdout[-6000:], result.stderr[-3000:])
+    return result
+
+
+def stack(engine) -> dict:
+    return engine.client("cloudformation").describe_stacks(StackName=STACK)["Stacks"][0]
+
+
+def outputs(engine) -> dict:
+    return {o["OutputKey"]: o["OutputValue"] for o in stack(engine)["Outputs"]}
+
+
+def parameters(engine) -> dict:
+    return {p["ParameterKey"]: p["ParameterValue"] for p in stack(engine)["Parameters"]}
+
+
+def service(engine) -> dict:
+    ecs = engine.client("ecs")
+    found = outputs(engine)
+    return ecs.describe_services(cluster=found["ClusterName"], services=[found["ServiceArn"]])["services"][0]
+
+
+def tasks_per_provider(engine) -> dict:
+    ecs, found = engine.client("ecs"), outputs(engine)
+    arns = ecs.list_tasks(cluster=found["ClusterName"], serviceName="shop")["taskArns"]
+    counts: dict = {}
+    for task in ecs.describe_tasks(cluster=found["ClusterName"], tasks=arns)["tasks"] if arns else []:
+        counts[task["capacityProviderName"]] = counts.get(task["capacityProviderName"], 0) + 1
+    return counts
+
+
+def test_make_deploy_creates_the_dev_environment_from_its_params_file(env):
+    result = make(env, "deploy", "ENV=dev", "SET=DesiredCount=4 MaxCount=6 SecretNames=DATABASE_URL")
+    assert result.returncode == 0
+    assert stack(env)["StackStatus"] == "CREATE_COMPLETE"
+    found = outputs(env)
+    assert set(found) >= {"LoadBalancerUrl", "VpcId", "ClusterName", "ServiceArn", "RepositoryUri",
+                          "NetworkServiceToken", "ServiceServiceToken", "ScalingServiceToken"}
+    assert found["CapacityProviderStrategy"] == "FARGATE:1:0,FARGATE_SPOT:3:0"
+    # dev.json: two AZs behind one NAT gateway
+    ec2 = env.client("ec2")
+    subnets = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [found["VpcId"]]}])["Subnets"]
+    assert len({s["AvailabilityZone"] for s in subnets}) == 2 and len(subnets) == 4
+    nats = ec2.describe_nat_gateways(Filter=[{"Name": "vpc-id", "Values": [found["VpcId"]]}])["NatGateways"]
+    assert [n["State"] for n in nats] == ["available"]
+    # the service runs its tasks by the strategy, with the secret injected from SSM
+    described = service(env)
+    assert described["capacityProviderStrategy"] == [
+        {"capacityProvider": "FARGATE", "weight": 1, "base": 0},
+        {"capacityProvider": "FARGATE_SPOT", "weight": 3, "base": 0}]
+    assert tasks_per_provider(env) == {"FARGATE": 1, "FARGATE_SPOT": 3}
+    definition = env.client("ecs").describe_task_definition(taskDefinition=described["taskDefinition"])["taskDefinition"]
+    [container] = definition["containerDefinitions"]
+    assert [s["name"] for s in container["secrets"]] == ["DATABASE_URL"]
+    assert container["secrets"][0]["valueFrom"] == "/shop/dev/DATABASE_URL"
+    assert (definition["networkMode"], definition["cpu"], definition["memory"]) == ("awsvpc", "256", "512")
+    assert "CREATE_COMPLETE" in result.stdout and "Network/Network" in result.stdout  # progress was shown
+
+
+def test_changing_only_the_spot_weight_between_two_deploys_updates_the_service_once_and_not_the_network(env):
+    arn_before = outputs(env)["ServiceArn"]
+    sent_before = len(env.requests())
+    result = make(env, "deploy", "ENV=dev", "SET=DesiredCount=4 MaxCount=6 SecretNames=DATABASE_URL FargateSpotWeight=1")
+    assert result.returncode == 0
+    assert stack(env)["StackStatus"] == "UPDATE_COMPLETE"
+    sent = env.requests()[sent_before:]
+    assert [(r["RequestType"], r["ResourceType"]) for r in sent] == [("Update", "Custom::FargateService")]
+    [update] = sent
+    assert update["PhysicalResourceId"] == arn_before == update["Answers"][0]["PhysicalResourceId"]
+    changed = {k for k, v in update["ResourceProperties"].items() if update["OldResourceProperties"].get(k) != v}
+    assert changed == {"CapacityProviderStrategy"}
+    assert update["ResourceProperties"]["CapacityProviderStrategy"][1] == \
+        {"CapacityProvider": "FARGATE_SPOT", "Weight": "1"}
+    assert outputs(env)["ServiceArn"] == arn_before
+    assert outputs(env)["CapacityProviderStrategy"] == "FARGATE:1:0,FARGATE_SPOT:1:0"
+    assert tasks_per_provider(env) == {"FARGATE": 2, "FARGATE_SPOT": 2}
+
+
+def test_a_deploy_without_changes_succeeds_and_touches_nothing(env):
+    sent_before = len(env.requests())
+    result = make(env, "deploy", "ENV=dev", "SET=DesiredCount=4 MaxCount=6 SecretNames=DATABASE_URL FargateSpotWeight=1")
+    assert result.returncode == 0
+    assert env.requests()[sent_before:] == []
+    assert stack(env)["StackStatus"] == "UPDATE_COMPLETE"
+
+
+def test_make_weights_is_a_console_style_update_that_keeps_every_other_parameter(env):
+    before = parameters(env)
+    arn_before = outputs(env)["ServiceArn"]
+    sent_before = len(env.requests())
+    result = make(env, "weights", "ENV=dev", "FARGATE=0", "SPOT=1", "BASE=1")
+    assert result.returncode == 0
+    after = parameters(env)
+    assert {k: v for k, v in after.items() if before[k] != v} == {"FargateWeight": "0", "FargateBase": "1"}
+    sent = env.requests()[sent_before:]
+    assert [(r["RequestType"], r["LogicalResourceId"], r["PhysicalResourceId"]) for r in sent] == \
+        [("Update", "Service", arn_before)]
+    assert "(same service, updated in place)" in result.stdout
+    assert tasks_per_provider(env) == {"FARGATE": 1, "FARGATE_SPOT": 3}
+    listing = make(env, "tasks", "ENV=dev")
+    assert listing.returncode == 0 and "FARGATE 1 (25%), FARGATE_SPOT 3 (75%); 4 tasks" in listing.stdout
+
+
+def test_bad_weights_are_refused_before_anything_is_sent(env):
+    sent_before = len(env.requests())
+    result = make(env, "weights", "ENV=dev", "FARGATE=0", "SPOT=0")
+    assert result.returncode != 0
+    assert "weight" in (result.stdout + result.stderr).lower()
+    assert env.requests()[sent_before:] == []
+
+
+def test_make_destroy_deletes_everything_the_stack_made(env):
+    sent_before = len(env.requests())
+    result = make(env, "destroy", "ENV=dev", "YES=1")
+    assert result.returncode == 0
+    deletes = sorted(r["ResourceType"] for r in env.requests()[sent_before:])
+    assert deletes == ["Custom::FargateService", "Custom::Network", "Custom::ServiceScaling"]
+    env.client("ssm").delete_parameter(Name=SECRET)
+    assert inventory(env.client) == {}
