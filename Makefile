@@ -22,11 +22,11 @@ STACKCTL  := $(VENV_PY) cloudformation/stackctl.py
 # Where `package` takes the provider zips from (<dir>/<function>/bootstrap.zip): make build's output.
 LAMBDA_DIR ?= $(CARGO_TARGET_DIR)/lambda
 
-.PHONY: help test demo binaries build zips fmt fmt-check clippy unit integration lint tools clean \
+.PHONY: help test demo demo-protocol binaries build zips fmt fmt-check clippy unit integration lint tools clean \
 	package deploy weights tasks outputs events destroy
 
 help:
-	@echo "make demo   - the example resource's lifecycle on the local emulator (moto), as CloudFormation shows it"
+	@echo "make demo   - one environment's life on the local engine: deploy, console-style Spot weight change, tasks per provider, destroy"
 	@echo "make test   - every check: fmt, clippy, unit tests, protocol scenarios through the real binary, template lint"
 	@echo
 	@echo "Operate an environment (ENV=dev|stg|prd, default dev; uses the AWS_* environment, see README):"
@@ -84,13 +84,19 @@ integration: $(STAMP) binaries
 # cfn-lint every template with informational rules on; cfn-lint cannot see inside Custom::
 # resources, so tests/test_templates.py checks those against the functions' own property types.
 lint: $(STAMP)
-	cfn-lint -c I -- cloudformation/*.yaml cloudformation/examples/*.yaml
+	cfn-lint -c I -- 'cloudformation/**/*.yaml'
 
 test: tools fmt-check binaries clippy unit integration lint
 	@echo "make test: all checks passed"
 
-demo: $(STAMP) binaries
+# The product end to end on the local engine: release zips (make build), then deploy -> tasks ->
+# console-style weights update -> tasks -> destroy, checking nothing is left (tests/demo.py).
+demo: $(STAMP) build
 	$(VENV_PY) tests/demo.py
+
+# The protocol library's lifecycle rules through the example resource (tests/demo_protocol.py).
+demo-protocol: $(STAMP) binaries
+	$(VENV_PY) tests/demo_protocol.py
 
 # --- one environment's stack (cloudformation/stackctl.py does the work; see its docstring) ---
 

@@ -1,67 +1,120 @@
-"""make demo: the example resource's lifecycle on the local emulator, printed as CloudFormation
-would show it. Starts moto and the local Lambda service on free loopback ports, drives the real
-example binary through Create, Update, a replacement, a failed update with its rollback, a wait
-that outlives one Lambda invocation, and Delete; then stops everything it started."""
+"""make demo: one environment's whole life on the local engine, with the real templates, the real
+provider zips (make build) and the same make targets a real account uses.
+
+Starts the local engine (moto + our CloudFormation orchestration + the Lambda runtime for the zips)
+on free loopback ports, then: make deploy ENV=dev (create, events as they happen, outputs) ->
+make tasks -> make weights (a console-style update of the Spot weight: same service ARN, new
+strategy, exactly one Update to the service resource) -> make tasks -> make destroy -> checks the
+emulator holds nothing of the stack. Stops everything it started, also on failure.
+"""
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from conftest import FUNCTION_ENV, LAMBDA_TIMEOUT, LOGS, binary  # noqa: E402
-from harness.cloudformation import CloudFormation, Resource  # noqa: E402
-from harness.lambda_service import LocalLambda  # noqa: E402
-from harness.moto import MotoServer  # noqa: E402
+from conftest import ROOT, TARGET  # noqa: E402
+from harness.engine_process import EngineProcess  # noqa: E402
+from harness.inventory import inventory  # noqa: E402
+
+BUCKET = "shop-artifacts-local"
+SECRET = "/shop/dev/DATABASE_URL"
+SET = "DesiredCount=4 MaxCount=6 SecretNames=DATABASE_URL"
+LOGS = ROOT / ".tmp" / "demo"
+# Demo-scale polling; the functions' own timeouts come from provider.yaml.
+FUNCTION_ENV = {"CUSTOM_RESOURCE_POLL_INTERVAL_MS": "1000", "RUST_LOG": "info"}
+
+
+class StepFailed(Exception):
+    pass
+
+
+def banner(number: int, text: str) -> None:
+    bold, plain = ("\033[1m", "\033[0m") if sys.stdout.isatty() else ("", "")
+    print(f"\n{bold}== {number}. {text}{plain}", flush=True)
 
 
 def main() -> int:
-    LOGS.mkdir(parents=True, exist_ok=True)
-    moto = cfn = function = None
+    lambda_dir = Path(os.environ.get("LAMBDA_DIR") or TARGET / "lambda")
+    missing = [f for f in ("network", "service", "scaling") if not (lambda_dir / f / "bootstrap.zip").exists()]
+    if missing:
+        print(f"no provider zips for {missing} in {lambda_dir}: run make build (make demo does)", file=sys.stderr)
+        return 2
+    engine = EngineProcess(LOGS, function_env=FUNCTION_ENV, custom_resource_timeout=600)
+    started = time.monotonic()
+    deployed = False
+
+    def make(*arguments) -> None:
+        command = [os.environ.get("MAKE", "make"), "-s", "--no-print-directory", *arguments,
+                   f"BUCKET={BUCKET}", f"LAMBDA_DIR={lambda_dir}"]
+        shown = [a for a in command[1:] if a not in ("-s", "--no-print-directory")]
+        print("$ make " + " ".join(a if " " not in a else f"'{a}'" for a in shown), flush=True)
+        if subprocess.run(command, cwd=ROOT, env=engine.env()).returncode != 0:
+            raise StepFailed(" ".join(arguments))
+
     try:
-        moto = MotoServer(LOGS).start()
-        cfn = CloudFormation(stack_name="demo", echo=print)
-        env = dict(FUNCTION_ENV, AWS_ENDPOINT_URL=moto.url, RESPONSE_URL_ALLOWED_PREFIXES=cfn.prefix)
-        function = LocalLambda("example-resource", binary("example-resource", example=True), LOGS,
-                               timeout=LAMBDA_TIMEOUT, env=env).start()
-        ssm = moto.client("ssm")
-        print(f"moto on {moto.url}; provider '{function.name}' behind the Lambda Runtime API on "
-              f"{function.endpoint} (timeout {LAMBDA_TIMEOUT:.0f} s); stack {cfn.stack_id}\n")
+        banner(1, "start the local engine")
+        engine.start()
+        print(f"AWS (moto 5.2.5 + our CloudFormation orchestration) on {engine.endpoint}\n"
+              f"custom-resource ResponseURLs on {engine.control}; logs in {LOGS.relative_to(ROOT)}/")
 
-        def state(note):
-            names = [p["Name"] for p in ssm.describe_parameters()["Parameters"]]
-            print(f"{'':>10}-- {note}: SSM parameters now {names or 'none'}\n")
+        banner(2, "one-time account setup: a bucket for code and templates, the app's secret in SSM")
+        engine.client("s3").create_bucket(Bucket=BUCKET)
+        engine.client("ssm").put_parameter(Name=SECRET, Type="SecureString", Value="postgres://db.internal/shop")
+        print(f"s3://{BUCKET}, {SECRET} (SecureString)")
 
-        parameter = Resource(cfn, function, "DatabaseUrl")
-        started = time.monotonic()
-        print("1. Create")
-        parameter.create({"Name": "/demo/database-url", "Value": "postgres://db:5432/app"})
-        state("created")
-        print("2. Update in place (Value changes; physical id kept)")
-        parameter.update({"Name": "/demo/database-url", "Value": "postgres://db:5432/app?ssl=true"})
-        state("updated")
-        print("3. Update that replaces (Name changes; cleanup deletes the old id)")
-        parameter.update({"Name": "/demo/db-url", "Value": "postgres://db:5432/app?ssl=true"})
-        state("replaced")
-        print("4. Update that fails, then CloudFormation's rollback Update")
-        parameter.update({"Name": "/demo/db-url", "Value": "broken", "FailOn": "Update"})
-        state("rolled back")
-        print(f"5. Update that waits 10 s: longer than one {LAMBDA_TIMEOUT:.0f} s Lambda invocation")
-        answer = parameter.update({"Name": "/demo/db-url", "Value": "v2", "WaitSeconds": 10})
-        hops = len(function.invocations_for(answer.request_id))
-        print(f"{'':>10}-- answered once, after {hops} invocations (the wait was handed on)\n")
-        print("6. Create that fails (unknown property), then CloudFormation's rollback Delete")
-        Resource(cfn, function, "Typo").create({"Name": "/demo/typo", "Vaule": "x"})
-        state("nothing created")
-        print("7. Delete")
-        parameter.delete()
-        state("deleted")
-        print(f"Done in {time.monotonic() - started:.1f} s: {len(cfn.requests)} requests, each answered exactly once. "
-              f"Function logs: {function.log_path}")
+        banner(3, f"make deploy ENV=dev: cloudformation/params/dev.json plus {SET}")
+        deployed = True
+        make("deploy", "ENV=dev", f"SET={SET}")
+
+        banner(4, "make tasks ENV=dev: each task with its capacity provider")
+        make("tasks", "ENV=dev")
+
+        banner(5, "console-style update: FARGATE_SPOT weight 3 -> 1, every other parameter kept")
+        sent_before = len(engine.requests())
+        make("weights", "ENV=dev", "FARGATE=1", "SPOT=1")
+        sent = engine.requests()[sent_before:]
+        print("custom-resource requests CloudFormation sent for this update:")
+        for request in sent:
+            answer = request["Answers"][0] if request["Answers"] else {}
+            same = "same physical id" if answer.get("PhysicalResourceId") == request["PhysicalResourceId"] else "NEW physical id"
+            print(f"  {request['RequestType']} {request['LogicalResourceId']} ({request['ResourceType']}) "
+                  f"{request['PhysicalResourceId']} -> {answer.get('Status')}, {same}")
+        if [(r["RequestType"], r["ResourceType"]) for r in sent] != [("Update", "Custom::FargateService")]:
+            raise StepFailed("expected exactly one Update, to the service resource")
+        print("  (none to Custom::Network or Custom::ServiceScaling: their properties did not change)")
+
+        banner(6, "make tasks ENV=dev: tasks replaced by the new mix")
+        make("tasks", "ENV=dev")
+
+        banner(7, "make destroy ENV=dev")
+        make("destroy", "ENV=dev", "YES=1")
+        deployed = False
+        engine.client("ssm").delete_parameter(Name=SECRET)
+
+        banner(8, "what the emulator still holds")
+        left = inventory(engine.client)
+        if left:
+            for kind, ids in left.items():
+                print(f"  {kind}: {ids}")
+            raise StepFailed("resources left behind")
+        print("nothing: no stacks, VPCs, subnets, NAT gateways, addresses, ENIs, security groups, load balancers,\n"
+              "target groups, clusters, services, tasks, task definitions, repositories, functions, roles,\n"
+              "log groups, alarms, scalable targets or scaling policies")
+        print(f"\ndemo complete in {time.monotonic() - started:.0f} s")
         return 0
+    except StepFailed as failure:
+        print(f"\ndemo failed at: {failure}. Engine log: {LOGS / 'engine.log'}; function logs: {LOGS}/*.log",
+              file=sys.stderr)
+        if deployed:
+            subprocess.run([os.environ.get("MAKE", "make"), "-s", "--no-print-directory", "destroy", "ENV=dev", "YES=1"],
+                           cwd=ROOT, env=engine.env())
+        return 1
     finally:
-        for thing in (function, cfn, moto):
-            if thing is not None:
-                thing.stop()
+        engine.stop()
+        print("local engine stopped", flush=True)
 
 
 if __name__ == "__main__":

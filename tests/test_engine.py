@@ -259,3 +259,48 @@ def test_deleting_a_stack_sends_delete_and_removes_its_resources(engine):
     with pytest.raises(ClientError):
         ssm.get_parameter(Name="/engine/delete")
     assert not [r for r in iam.list_roles()["Roles"] if r["RoleName"].startswith("delete-")]
+
+
+# -- the engine's template functions on their own (no processes) ------------------------------
+def resolver(values=None, resources=None, template=None):
+    from types import SimpleNamespace
+
+    from harness.engine import Context
+
+    stack = SimpleNamespace(region_name="us-east-1", account_id="123456789012", stack_id="arn:stack/s/1", name="s")
+    return Context(None, stack, template or {"Resources": {}}, values or {}, resources or {})
+
+
+def test_sub_resolves_parameters_attributes_with_dots_and_keeps_escaped_literals():
+    from harness.engine import NestedStack
+
+    child = NestedStack.__new__(NestedStack)
+    child.logical_resource_id = "Net"
+    child.stack = type("S", (), {"engine": type("E", (), {"outputs": [type("O", (), {"key": "VpcId", "value": "vpc-1"})()]})()})()
+    ctx = resolver(values={"App": "shop"}, resources={"Net": child})
+    assert ctx.resolve({"Fn::Sub": "${App}/${Net.Outputs.VpcId}/${!Literal}/${AWS::Region}"}) == \
+        "shop/vpc-1/${Literal}/us-east-1"
+    assert ctx.resolve({"Fn::GetAtt": ["Net", "Outputs", "VpcId"]}) == "vpc-1"  # moto's YAML split form
+
+
+def test_conditions_novalue_select_split_and_join_behave_like_cloudformation():
+    from harness.engine import ResourceFailed
+
+    template = {"Resources": {}, "Conditions": {"HasCert": {"Fn::Not": [{"Fn::Equals": [{"Ref": "Cert"}, ""]}]}}}
+    ctx = resolver(values={"Cert": "", "Names": ["a", "b"]}, template=template)
+    assert ctx.resolve({"Port": {"Fn::If": ["HasCert", 443, {"Ref": "AWS::NoValue"}]}, "Keep": 1}) == {"Keep": 1}
+    assert ctx.resolve({"Fn::Select": [1, {"Fn::Split": [",", {"Fn::Join": [",", {"Ref": "Names"}]}]}]}) == "b"
+    with pytest.raises(ResourceFailed, match="out of bounds"):
+        ctx.resolve({"Fn::Select": [5, {"Ref": "Names"}]})
+
+
+def test_resources_are_ordered_by_their_references_and_a_cycle_is_refused():
+    from harness.engine import order
+
+    template = {"Resources": {"C": {"Type": "T", "Properties": {"X": {"Fn::GetAtt": ["B", "Arn"]}}},
+                              "B": {"Type": "T", "Properties": {"Y": {"Fn::Sub": "${A}"}}},
+                              "A": {"Type": "T", "DependsOn": []}}}
+    assert order(template) == ["A", "B", "C"]
+    template["Resources"]["A"]["DependsOn"] = ["C"]
+    with pytest.raises(Exception, match="Circular dependency"):
+        order(template)

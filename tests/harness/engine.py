@@ -943,7 +943,7 @@ class Engine:
                 if child.status != "DELETE_COMPLETE":
                     raise ResourceFailed(f"Embedded stack {child.stack_id} was not successfully deleted: {child.stack_status_reason}")
             else:
-                self._delete_native(stack, resource, spec)
+                self._delete_native(stack, resource, spec, props or {})
         except (ResourceFailed, ValidationError) as error:
             self.event(stack, logical_id, physical, resource_type, "DELETE_FAILED", _message(error))
             return False
@@ -952,7 +952,7 @@ class Engine:
         self.event(stack, logical_id, physical, resource_type, "DELETE_COMPLETE")
         return True
 
-    def _delete_native(self, stack, resource, spec) -> None:
+    def _delete_native(self, stack, resource, spec, props) -> None:
         from .engine_models import DELETERS
 
         resource_type = resource.cf_resource_type
@@ -965,7 +965,7 @@ class Engine:
         for _ in range(3):  # retried like moto's own ordering does for dependency violations
             try:
                 if deleter is not None:
-                    deleter(resource, stack.account_id, stack.region_name)
+                    deleter(resource, props, stack.account_id, stack.region_name)
                 elif hasattr(resource, "delete"):
                     resource.delete(stack.account_id, stack.region_name)
                 else:

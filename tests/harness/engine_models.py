@@ -9,6 +9,7 @@ Each patch closes one gap our templates hit; moto's own API paths are left alone
   properties changed (CloudFormation replaces task definitions: new ARN, old one deregistered).
 - NAT gateways: moto marks a deleted NAT `deleted` but keeps its network interface (and the
   address association) forever; AWS releases both, so a deleted VPC would leave an orphan ENI.
+- ECR repositories: moto ignores EmptyOnDelete (a stack delete fails once images were pushed).
 - Deletes moto does not implement for our types (it skips them silently, leaving the cluster,
   listeners, target groups and task definitions behind after a stack delete): DELETERS below.
 """
@@ -67,28 +68,38 @@ def _update_task_definition(cls, original_resource, new_resource_name, cloudform
     return definition
 
 
-def _delete_cluster(resource, account_id, region_name):
+def _delete_cluster(resource, props, account_id, region_name):
     ecs_models.ecs_backends[account_id][region_name].delete_cluster(resource.name)
 
 
-def _deregister_task_definition(resource, account_id, region_name):
+def _deregister_task_definition(resource, props, account_id, region_name):
     ecs_models.ecs_backends[account_id][region_name].deregister_task_definition(resource.arn)
 
 
-def _delete_listener(resource, account_id, region_name):
+def _delete_listener(resource, props, account_id, region_name):
     from moto.elbv2.models import elbv2_backends
 
     elbv2_backends[account_id][region_name].delete_listener(resource.arn)
 
 
-def _delete_target_group(resource, account_id, region_name):
+def _delete_target_group(resource, props, account_id, region_name):
     from moto.elbv2.models import elbv2_backends
 
     elbv2_backends[account_id][region_name].delete_target_group(resource.arn)
 
 
-# resource type -> delete(resource, account_id, region_name), used by the engine before moto's own.
+def _delete_repository(resource, props, account_id, region_name):
+    # moto ignores EmptyOnDelete and refuses to delete a repository holding images.
+    from moto.ecr.models import ecr_backends
+
+    force = str(props.get("EmptyOnDelete", "false")).lower() == "true"
+    ecr_backends[account_id][region_name].delete_repository(resource.name, force=force)
+
+
+# resource type -> delete(resource, resolved properties, account_id, region_name), used by the
+# engine instead of moto's own.
 DELETERS = {
+    "AWS::ECR::Repository": _delete_repository,
     "AWS::ECS::Cluster": _delete_cluster,
     "AWS::ECS::TaskDefinition": _deregister_task_definition,
     "AWS::ElasticLoadBalancingV2::Listener": _delete_listener,
