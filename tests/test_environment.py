@@ -154,3 +154,47 @@ def test_make_destroy_deletes_everything_the_stack_made(env):
     assert deletes == ["Custom::FargateService", "Custom::Network", "Custom::ServiceScaling"]
     env.client("ssm").delete_parameter(Name=SECRET)
     assert inventory(env.client) == {}
+
+
+def test_the_shared_provider_example_uses_the_exported_service_tokens_of_a_standalone_provider(env):
+    cfn, s3 = env.client("cloudformation"), env.client("s3")
+    for name in ("network", "service", "scaling"):
+        s3.upload_file(str(env.lambda_dir / name / "bootstrap.zip"), BUCKET, f"shared/{name}.zip")
+    cfn.create_stack(StackName="fargate-provider", TemplateBody=(ROOT / "cloudformation/provider.yaml").read_text(),
+                     Capabilities=["CAPABILITY_NAMED_IAM"],
+                     Parameters=[{"ParameterKey": "CodeBucket", "ParameterValue": BUCKET},
+                                 {"ParameterKey": "CodeKeyPrefix", "ParameterValue": "shared"}])
+    assert settle(cfn, "fargate-provider")["StackStatus"] == "CREATE_COMPLETE"
+    exports = {e["Name"] for e in cfn.list_exports()["Exports"]}
+    assert exports == {f"fargate-provider-{kind}ServiceToken" for kind in ("Network", "Service", "Scaling")}
+
+    cfn.create_stack(StackName="sandbox",
+                     TemplateBody=(ROOT / "cloudformation/examples/shared-provider.yaml").read_text())
+    sandbox = settle(cfn, "sandbox")
+    assert sandbox["StackStatus"] == "CREATE_COMPLETE", sandbox.get("StackStatusReason")
+    vpc = {o["OutputKey"]: o["OutputValue"] for o in sandbox["Outputs"]}["VpcId"]
+    assert env.client("ec2").describe_vpcs(VpcIds=[vpc])["Vpcs"][0]["CidrBlock"] == "10.50.0.0/20"
+
+    # an export in use keeps its stack from being deleted, as on AWS
+    cfn.delete_stack(StackName="fargate-provider")
+    provider = settle(cfn, "fargate-provider")
+    assert provider["StackStatus"] == "DELETE_FAILED"
+    assert "in use by sandbox" in provider["StackStatusReason"]
+
+    cfn.delete_stack(StackName="sandbox")
+    settle(cfn, sandbox["StackId"])
+    cfn.delete_stack(StackName="fargate-provider")
+    assert settle(cfn, provider["StackId"])["StackStatus"] == "DELETE_COMPLETE"
+    assert inventory(env.client) == {}
+
+
+def settle(cfn, name: str, timeout: float = 120) -> dict:
+    import time
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        found = cfn.describe_stacks(StackName=name)["Stacks"][0]
+        if not found["StackStatus"].endswith("_IN_PROGRESS"):
+            return found
+        time.sleep(0.3)
+    raise AssertionError(f"{name} still in progress after {timeout} s")

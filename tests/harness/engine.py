@@ -45,6 +45,7 @@ from typing import Any, Optional
 from urllib.parse import urlparse
 
 import moto
+import yaml
 from moto.awslambda import models as lambda_models
 from moto.awslambda.utils import get_backend as lambda_backend
 from moto.cloudformation import models as cfn_models
@@ -404,8 +405,42 @@ def resolve_parameters(template: dict, given: dict, previous: Optional[dict] = N
     return raw, values, no_echo
 
 
+class _TemplateLoader(yaml.SafeLoader):
+    """YAML with CloudFormation's short forms (!Ref, !Sub, !GetAtt ...), whatever node they tag:
+    moto's loader returns raw nodes for a tagged mapping (`!ImportValue {Fn::Sub: ...}`)."""
+
+
+def _short_form(loader, tag_suffix, node):
+    if isinstance(node, yaml.MappingNode):
+        value = loader.construct_mapping(node, deep=True)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_scalar(node)
+    if tag_suffix == "Ref":
+        return {"Ref": value}
+    if tag_suffix == "GetAtt" and isinstance(value, str):
+        value = value.split(".", 1)
+    if tag_suffix == "Condition":
+        return {"Condition": value}
+    return {f"Fn::{tag_suffix}": value}
+
+
+_TemplateLoader.add_multi_constructor("!", _short_form)
+# CloudFormation reads `Version: 2012-10-17` as a string, not a date.
+_TemplateLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+
+
 def parse_template(body: Any) -> dict:
-    template = body if isinstance(body, dict) else cfn_models.Stack.parse_template(body)
+    if isinstance(body, dict):
+        template = body
+    else:
+        try:
+            template = yaml.load(body, Loader=_TemplateLoader)  # JSON is YAML too
+        except yaml.YAMLError as error:
+            raise ValidationError(message=f"Template format error: {error}")
     if not isinstance(template, dict) or not isinstance(template.get("Resources"), dict) or not template["Resources"]:
         raise ValidationError(message="Template format error: At least one Resources member must be defined.")
     return template
