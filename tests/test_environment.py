@@ -152,6 +152,9 @@ def test_make_destroy_deletes_everything_the_stack_made(env):
     assert result.returncode == 0
     deletes = sorted(r["ResourceType"] for r in env.requests()[sent_before:])
     assert deletes == ["Custom::FargateService", "Custom::Network", "Custom::ServiceScaling"]
+    # every request of the whole scenario got exactly one answer, and a valid one
+    assert [(r["RequestType"], r["LogicalResourceId"]) for r in env.requests() if len(r["Answers"]) != 1] == []
+    assert [a for r in env.requests() for a in r["Answers"] if a.get("Invalid")] == []
     env.client("ssm").delete_parameter(Name=SECRET)
     assert inventory(env.client) == {}
 

@@ -297,15 +297,23 @@ def test_a_missing_stack_is_one_clear_line_not_a_traceback(aws, capsys):
 # --- tasks --------------------------------------------------------------------------------------
 
 def test_tasks_lists_each_task_and_counts_them_per_capacity_provider(aws, capsys):
+    # Tasks placed by a service, as ECS does: moto itself starts none, so the local engine's
+    # scheduler (harness.engine_ecs, in this process) places them by the strategy's weights.
+    from harness import engine_ecs
+
+    engine_ecs.install()
     create_environment_stack(aws)
-    ecs = aws.client("ecs")
+    ecs, ec2 = aws.client("ecs"), aws.client("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.9.1.0/24")["Subnet"]["SubnetId"]
     ecs.create_cluster(clusterName="shop-dev", capacityProviders=["FARGATE", "FARGATE_SPOT"])
-    ecs.register_task_definition(family="shop-dev", networkMode="bridge",
+    ecs.register_task_definition(family="shop-dev", networkMode="awsvpc", requiresCompatibilities=["FARGATE"],
+                                 cpu="256", memory="512",
                                  containerDefinitions=[{"name": "app", "image": "app:1", "memory": 512}])
-    ecs.create_service(cluster="shop-dev", serviceName="web", taskDefinition="shop-dev", desiredCount=5)
-    for provider, count in (("FARGATE", 2), ("FARGATE_SPOT", 3)):
-        ecs.run_task(cluster="shop-dev", taskDefinition="shop-dev", count=count,
-                     capacityProviderStrategy=[{"capacityProvider": provider, "weight": 1}])
+    ecs.create_service(cluster="shop-dev", serviceName="web", taskDefinition="shop-dev", desiredCount=5,
+                       capacityProviderStrategy=[{"capacityProvider": "FARGATE", "weight": 2},
+                                                 {"capacityProvider": "FARGATE_SPOT", "weight": 3}],
+                       networkConfiguration={"awsvpcConfiguration": {"subnets": [subnet], "securityGroups": []}})
 
     rc = stackctl.main(["tasks", "dev"], session=aws)
 
