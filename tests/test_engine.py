@@ -1,13 +1,12 @@
 """The local engine itself (tests/harness/engine.py): CloudFormation's lifecycle rules, proven with the
 real example binary deployed as a Lambda function by a template, on moto with our orchestration."""
 import json
-import time
 
 import pytest
 from botocore.exceptions import ClientError
 
 from conftest import FUNCTION_ENV, LOGS, binary
-from harness.engine_process import EngineProcess, zip_binary
+from harness.engine_process import EngineProcess, settle as wait, zip_binary
 
 BUCKET = "engine-code"
 
@@ -59,16 +58,6 @@ def engine():
     s3.upload_file(str(archive), BUCKET, "example.zip")
     yield process
     process.stop()
-
-
-def wait(cfn, stack: str, timeout: float = 90) -> dict:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        found = cfn.describe_stacks(StackName=stack)["Stacks"][0]
-        if not found["StackStatus"].endswith("_IN_PROGRESS") or found["StackStatus"] == "REVIEW_IN_PROGRESS":
-            return found
-        time.sleep(0.3)
-    raise AssertionError(f"{stack} still in progress after {timeout} s")
 
 
 def params(**values) -> list:
@@ -274,9 +263,12 @@ def resolver(values=None, resources=None, template=None):
 def test_sub_resolves_parameters_attributes_with_dots_and_keeps_escaped_literals():
     from harness.engine import NestedStack
 
-    child = NestedStack.__new__(NestedStack)
-    child.logical_resource_id = "Net"
-    child.stack = type("S", (), {"engine": type("E", (), {"outputs": [type("O", (), {"key": "VpcId", "value": "vpc-1"})()]})()})()
+    from types import SimpleNamespace
+
+    from moto.cloudformation.parsing import Output
+
+    outputs = [Output(key="VpcId", value="vpc-1", description=None)]
+    child = NestedStack("Net", SimpleNamespace(engine=SimpleNamespace(outputs=outputs)))
     ctx = resolver(values={"App": "shop"}, resources={"Net": child})
     assert ctx.resolve({"Fn::Sub": "${App}/${Net.Outputs.VpcId}/${!Literal}/${AWS::Region}"}) == \
         "shop/vpc-1/${Literal}/us-east-1"

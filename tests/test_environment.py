@@ -2,15 +2,13 @@
 same make targets a real account uses (package, deploy, weights, tasks, destroy), on the local
 engine, with the three provider binaries as Lambda zips. The scenario runs in order: each test
 continues from the state the previous one left."""
-import json
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
 
 from conftest import FUNCTION_ENV, LOGS, ROOT, binary
-from harness.engine_process import EngineProcess, zip_binary
+from harness.engine_process import EngineProcess, settle, zip_binary
 from harness.inventory import inventory
 
 BUCKET = "shop-artifacts"
@@ -190,14 +188,3 @@ def test_the_shared_provider_example_uses_the_exported_service_tokens_of_a_stand
     assert settle(cfn, provider["StackId"])["StackStatus"] == "DELETE_COMPLETE"
     assert inventory(env.client) == {}
 
-
-def settle(cfn, name: str, timeout: float = 120) -> dict:
-    import time
-
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        found = cfn.describe_stacks(StackName=name)["Stacks"][0]
-        if not found["StackStatus"].endswith("_IN_PROGRESS"):
-            return found
-        time.sleep(0.3)
-    raise AssertionError(f"{name} still in progress after {timeout} s")

@@ -4,7 +4,6 @@ asserted as sent, nested stack events and pagination are scripted)."""
 import datetime as dt
 import json
 import shlex
-import socket
 import sys
 from pathlib import Path
 
@@ -13,6 +12,8 @@ import pytest
 import requests
 from botocore.stub import Stubber
 from moto.server import ThreadedMotoServer
+
+from harness.net import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "cloudformation"))
@@ -61,12 +62,6 @@ Outputs:
   CapacityProviderStrategy:
     Value: !Sub FARGATE:${FargateWeight}:${FargateBase},FARGATE_SPOT:${FargateSpotWeight}:0
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,7 @@ in-process, and nothing else:
 
 Pinned to one moto version (MOTO_VERSION): the patched internals change between releases.
 """
+import base64
 import copy
 import hashlib
 import io
@@ -64,8 +65,6 @@ MOTO_VERSION = "5.2.5"
 log = logging.getLogger("local-engine")
 
 NOVALUE = object()
-TERMINAL_OK = ("CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE", "ROLLBACK_COMPLETE",
-               "DELETE_COMPLETE", "REVIEW_IN_PROGRESS")
 NESTED = "AWS::CloudFormation::Stack"
 
 
@@ -94,12 +93,15 @@ def stringify(value: Any) -> Any:
 # Resource objects the engine keeps in a stack (next to moto's native models)
 # ---------------------------------------------------------------------------------------------
 class CustomResource:
-    def __init__(self, logical_id: str, resource_type: str, physical_id: str, data: dict, no_echo: bool):
+    def __init__(self, logical_id: str, resource_type: str, physical_id: str, data: Optional[dict] = None):
         self.logical_resource_id = logical_id
         self.cf_resource_type = resource_type
         self.physical_resource_id = physical_id
         self.data = data or {}
-        self.no_echo = no_echo
+
+    @classmethod
+    def from_answer(cls, logical_id: str, resource_type: str, answer: dict) -> "CustomResource":
+        return cls(logical_id, resource_type, answer["PhysicalResourceId"], answer.get("Data"))
 
     def get_cfn_attribute(self, name: str) -> Any:
         if name not in self.data:
@@ -346,8 +348,6 @@ class Context:
             zones = ec2_backends[self.account][region].describe_availability_zones()
             return [zone.name for zone in zones]
         if key == "Fn::Base64":
-            import base64
-
             return base64.b64encode(str(self.resolve(arg)).encode()).decode()
         raise ResourceFailed(f"the local engine does not implement {key}")
 
@@ -603,7 +603,8 @@ class Engine:
             stack = backend.get_stack(name_or_id)
         except ValidationError:
             return  # deleting a stack that does not exist succeeds, as on AWS
-        if stack.status == "DELETE_COMPLETE" or stack.status.endswith("_IN_PROGRESS") and stack.status != "REVIEW_IN_PROGRESS":
+        busy = stack.status.endswith("_IN_PROGRESS") and stack.status != "REVIEW_IN_PROGRESS"
+        if stack.status == "DELETE_COMPLETE" or busy:
             return
         self._run(lambda: self.delete(stack), stack)
 
@@ -662,7 +663,6 @@ class Engine:
             self.stack_event(stack, "ROLLBACK_IN_PROGRESS", reason)
             ok = self._delete_all(stack)
             self.stack_event(stack, "ROLLBACK_COMPLETE" if ok else "ROLLBACK_FAILED", reason)
-            stack.engine.failure = reason
             return
         self.stack_event(stack, "CREATE_COMPLETE")
 
@@ -677,7 +677,7 @@ class Engine:
             reason = _message(error)
             physical = getattr(error, "physical_id", None)
             if physical:  # a failed custom resource still gets its rollback Delete
-                stack.engine.resources[logical_id] = CustomResource(logical_id, resource_type, physical, {}, False)
+                stack.engine.resources[logical_id] = CustomResource(logical_id, resource_type, physical)
                 stack.engine.props[logical_id] = props
             self.event(stack, logical_id, physical, resource_type, "CREATE_FAILED", reason)
             raise ResourceFailed(f"The following resource(s) failed to create: [{logical_id}]. {reason}")
@@ -689,8 +689,7 @@ class Engine:
     def _do_create(self, stack, logical_id, resource_type, spec, props) -> Any:
         if is_custom(resource_type):
             answer = self.custom_request(stack, logical_id, resource_type, "Create", props)
-            return CustomResource(logical_id, resource_type, answer["PhysicalResourceId"],
-                                  answer.get("Data") or {}, bool(answer.get("NoEcho")))
+            return CustomResource.from_answer(logical_id, resource_type, answer)
         if resource_type == NESTED:
             return NestedStack(logical_id, self._create_child(stack, logical_id, props))
         model = cfn_parsing.resource_class_from_type(resource_type)
@@ -762,18 +761,20 @@ class Engine:
         except Exception as error:  # noqa: BLE001
             raise ResourceFailed(f"TemplateURL {url}: {_message(error)}")
 
-    def _create_child(self, parent, logical_id, props):
-        body = self.fetch_template(parent, props.get("TemplateURL", ""))
-        backend = self.backend(parent.account_id, parent.region_name)
+    def _child_template(self, stack, props) -> tuple:
+        """(body, template, raw, values, no_echo) of a nested stack resource's properties."""
+        body = self.fetch_template(stack, props.get("TemplateURL", ""))
         template = parse_template(body)
         given = {k: (",".join(v) if isinstance(v, list) else str(v)) for k, v in (props.get("Parameters") or {}).items()}
-        raw, values, no_echo = resolve_parameters(template, given)
+        return (body, template, *resolve_parameters(template, given))
+
+    def _create_child(self, parent, logical_id, props):
+        body, template, raw, values, no_echo = self._child_template(parent, props)
         name = cfn_parsing.generate_resource_name(NESTED, parent.name, logical_id)
-        child = self._new_stack(backend, name, dict(parent.tags), parent=parent)
+        child = self._new_stack(self.backend(parent.account_id, parent.region_name), name, dict(parent.tags), parent=parent)
         self.create(child, body, template, raw, values, no_echo)
         if child.status != "CREATE_COMPLETE":
-            error = ResourceFailed(f"Embedded stack {child.stack_id} was not successfully created: {child.stack_status_reason}")
-            raise error
+            raise ResourceFailed(f"Embedded stack {child.stack_id} was not successfully created: {child.stack_status_reason}")
         return child
 
     # -- update -----------------------------------------------------------------------------
@@ -805,7 +806,6 @@ class Engine:
             if ok:
                 self.stack_event(stack, "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS")
             self.stack_event(stack, "UPDATE_ROLLBACK_COMPLETE" if ok else "UPDATE_ROLLBACK_FAILED", reason)
-            state.failure = reason
             return
         stack.template, stack.template_dict = body, template
         stack.description = template.get("Description")
@@ -867,8 +867,7 @@ class Engine:
         if is_custom(resource_type):
             answer = self.custom_request(stack, logical_id, resource_type, "Update", props,
                                          old_props=old_props, physical_id=current.physical_resource_id)
-            return CustomResource(logical_id, resource_type, answer["PhysicalResourceId"],
-                                  answer.get("Data") or {}, bool(answer.get("NoEcho")))
+            return CustomResource.from_answer(logical_id, resource_type, answer)
         if resource_type == NESTED:
             self._update_child(current.stack, props)
             return current
@@ -890,10 +889,7 @@ class Engine:
         return resource
 
     def _update_child(self, child, props) -> None:
-        body = self.fetch_template(child, props.get("TemplateURL", ""))
-        template = parse_template(body)
-        given = {k: (",".join(v) if isinstance(v, list) else str(v)) for k, v in (props.get("Parameters") or {}).items()}
-        raw, values, no_echo = resolve_parameters(template, given)
+        body, template, raw, values, no_echo = self._child_template(child, props)
         if template == child.engine.template and raw == child.engine.raw_params:
             return
         self.update(child, body, template, raw, values, no_echo)
@@ -915,11 +911,10 @@ class Engine:
                 if resource_type == NESTED:
                     self._update_child(now.stack, old_props)
                 elif is_custom(resource_type):
-                    answer = self.custom_request(stack, logical_id, resource_type, "Update", old_props,
-                                                 old_props=new_props, physical_id=now.physical_resource_id)
+                    self.custom_request(stack, logical_id, resource_type, "Update", old_props,
+                                        old_props=new_props, physical_id=now.physical_resource_id)
                     if now.physical_resource_id != previous.physical_resource_id:
                         self._delete_resource(stack, logical_id, now, {}, new_props)
-                    del answer
                 else:
                     self._do_update(stack, logical_id, resource_type, now, new_props, old_props)
                 self.event(stack, logical_id, previous.physical_resource_id, resource_type, "UPDATE_COMPLETE")
@@ -1051,7 +1046,7 @@ class Engine:
             raise ResourceFailed(f"CloudFormation did not receive a response from your Custom Resource within "
                                  f"{timeout:.0f} s (function {function.function_name}, RequestId {request_id}): "
                                  f"check its log in {self.log_dir}")
-        answer = record["Answers"][0]["_full"]
+        answer = self.pending[request_id]["answer"]
         if answer.get("Invalid"):
             raise ResourceFailed(f"Invalid response from {function.function_name}: {answer['Invalid']}")
         if answer["Status"] == "FAILED":
@@ -1093,7 +1088,7 @@ class Engine:
                                      | {"DataKeys": sorted((answer.get("Data") or {}).keys()) if isinstance(answer.get("Data"), dict) else []})
             first = len(record["Answers"]) == 1
             if first:
-                record["Answers"][0]["_full"] = answer
+                pending["answer"] = answer
         if first:
             pending["event"].set()
         return 200, {}
@@ -1134,16 +1129,12 @@ class Engine:
 
     def invoke_api(self, function, body, request_headers, response_headers):
         """moto's Invoke API, routed to the real binary."""
-        runner = self.local_function(function)
         payload = body if isinstance(body, (bytes, str)) else json.dumps(body)
         payload = payload.encode() if isinstance(payload, str) else payload
         kind = request_headers.get("x-amz-invocation-type", "RequestResponse")
-        from .lambda_service import Invocation
-
-        invocation = runner._enqueue(Invocation(payload or b"{}", "Event" if kind == "Event" else "RequestResponse"))
+        invocation = self.local_function(function).invoke(payload, kind)
         if kind == "Event":
             return b""
-        invocation.done.wait(runner.timeout + 30)
         if invocation.outcome != "success":
             response_headers["x-amz-function-error"] = "Unhandled"
         return invocation.result
@@ -1178,8 +1169,7 @@ class Engine:
             def do_GET(self):
                 if self.path == "/requests":
                     with engine.lock:
-                        records = [{k: v for k, v in r.items()} | {"Answers": [{k: v for k, v in a.items() if k != "_full"} for a in r["Answers"]]}
-                                   for r in engine.requests]
+                        records = [dict(r, Answers=list(r["Answers"])) for r in engine.requests]
                     return self._send(200, records)
                 if self.path == "/health":
                     return self._send(200, {"moto": engine.moto_url, "functions": len(engine.functions)})

@@ -78,6 +78,17 @@ class EngineProcess:
             return json.loads(response.read())
 
 
+def settle(cfn, stack: str, timeout: float = 120) -> dict:
+    """DescribeStacks until the stack is at rest (not *_IN_PROGRESS, or waiting for a change set)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        found = cfn.describe_stacks(StackName=stack)["Stacks"][0]
+        if not found["StackStatus"].endswith("_IN_PROGRESS") or found["StackStatus"] == "REVIEW_IN_PROGRESS":
+            return found
+        time.sleep(0.3)
+    raise AssertionError(f"{stack} still in progress after {timeout} s")
+
+
 def zip_binary(binary: Path, destination: Path) -> Path:
     """A Lambda zip (provided.al2023: an executable named bootstrap) from a built binary."""
     destination.parent.mkdir(parents=True, exist_ok=True)

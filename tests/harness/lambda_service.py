@@ -145,6 +145,13 @@ class LocalLambda:
     def invoke_async(self, event: dict) -> Invocation:
         return self._enqueue(Invocation(json.dumps(event).encode(), "Event"))
 
+    def invoke(self, payload: bytes, kind: str) -> Invocation:
+        """The Invoke API: `Event` is queued (returned at once), anything else is waited for."""
+        inv = self._enqueue(Invocation(payload or b"{}", "Event" if kind == "Event" else "RequestResponse"))
+        if inv.kind != "Event":
+            inv.done.wait(self.timeout + 30)
+        return inv
+
     def _enqueue(self, inv: Invocation) -> Invocation:
         with self.cond:
             self.queue.append(inv)
@@ -270,12 +277,9 @@ class LocalLambda:
                     return self._send(202, b'{"status": "OK"}')
                 match = re.fullmatch(r"/2015-03-31/functions/([^/]+)/invocations(\?.*)?", self.path)
                 if match:
-                    kind = self.headers.get("X-Amz-Invocation-Type", "RequestResponse")
-                    inv = Invocation(body or b"{}", "Event" if kind == "Event" else "RequestResponse")
-                    service._enqueue(inv)
+                    inv = service.invoke(body, self.headers.get("X-Amz-Invocation-Type", "RequestResponse"))
                     if inv.kind == "Event":
                         return self._send(202, b"", {"x-amzn-RequestId": inv.aws_request_id})
-                    inv.done.wait(service.timeout + 30)
                     headers = {"x-amzn-RequestId": inv.aws_request_id, "Content-Type": "application/json"}
                     if inv.outcome != "success":
                         headers["X-Amz-Function-Error"] = "Unhandled"
