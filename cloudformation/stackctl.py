@@ -57,7 +57,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 ROOT = Path(__file__).resolve().parent.parent
 PARAMS_DIR = ROOT / "cloudformation" / "params"
 ROOT_TEMPLATE = ROOT / "cloudformation" / "environment.yaml"
-FUNCTIONS = ("network", "service", "scaling")
+# The provider functions: cargo-lambda binary names, zip names (<name>.zip) in provider.yaml.
+FUNCTIONS = ("preflight", "network", "service", "scaling")
 CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"]
 WEIGHT_MAX = 1000  # the template's MaxValue for FargateWeight / FargateSpotWeight
 BASE_MAX = 100000  # the template's MaxValue for FargateBase
@@ -526,7 +527,10 @@ def cmd_deploy(args, session) -> int:
         detail = ":\n" + explain_failure(stack, follower) if stack else ""
         raise Failure(f"aws cloudformation deploy of {name} failed{detail}", rc)
     emit()
-    print_outputs(stack or require_stack(cfn, name))
+    stack = stack or require_stack(cfn, name)
+    print_outputs(stack)
+    if stack_outputs(stack).get("AwaitingImage"):
+        emit(f"\nNext step: {stack_outputs(stack).get('NextStep', '')}")
     return 0
 
 

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+# cloudformation/stackctl.py holds facts the tests share (the provider functions' names).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "cloudformation"))
 
 from harness.aws_proxy import RecordingProxy  # noqa: E402
 from harness.cloudformation import CloudFormation, Resource  # noqa: E402

@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from conftest import ROOT, TARGET  # noqa: E402
 from harness.engine_process import EngineProcess  # noqa: E402
 from harness.inventory import inventory  # noqa: E402
+import stackctl  # noqa: E402
 
 BUCKET = "shop-artifacts-local"
 SECRET = "/shop/dev/DATABASE_URL"
@@ -38,7 +39,7 @@ def banner(number: int, text: str) -> None:
 
 def main() -> int:
     lambda_dir = Path(os.environ.get("LAMBDA_DIR") or TARGET / "lambda")
-    missing = [f for f in ("network", "service", "scaling") if not (lambda_dir / f / "bootstrap.zip").exists()]
+    missing = [f for f in stackctl.FUNCTIONS if not (lambda_dir / f / "bootstrap.zip").exists()]
     if missing:
         print(f"no provider zips for {missing} in {lambda_dir}: run make build (make demo does)", file=sys.stderr)
         return 2

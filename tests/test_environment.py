@@ -2,10 +2,12 @@
 same make targets a real account uses (package, deploy, weights, tasks, destroy), on the local
 engine, with the three provider binaries as Lambda zips. The scenario runs in order: each test
 continues from the state the previous one left."""
+import json
 import os
 import subprocess
 
 import pytest
+import stackctl
 
 from conftest import FUNCTION_ENV, LOGS, ROOT, binary
 from harness.engine_process import EngineProcess, settle, zip_binary
@@ -20,7 +22,7 @@ STACK = "shop-dev"
 def env():
     engine = EngineProcess(LOGS / "environment", function_env=FUNCTION_ENV).start()
     lambda_dir = LOGS / "zips" / "lambda"
-    for name in ("network", "service", "scaling"):
+    for name in stackctl.FUNCTIONS:
         zip_binary(binary(name), lambda_dir / name / "bootstrap.zip")
     engine.client("s3").create_bucket(Bucket=BUCKET)
     engine.client("ssm").put_parameter(Name=SECRET, Type="SecureString", Value="postgres://db.internal/shop")
@@ -64,43 +66,82 @@ def tasks_per_provider(engine) -> dict:
     return counts
 
 
-def test_make_deploy_creates_the_dev_environment_from_its_params_file(env):
-    result = make(env, "deploy", "ENV=dev", "SET=DesiredCount=4 MaxCount=6 SecretNames=DATABASE_URL")
+IMAGE_MANIFEST = json.dumps({
+    "schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+    "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 1,
+               "digest": "sha256:" + "1" * 64},
+    "layers": []})
+SET = "DesiredCount=4 MaxCount=6 SecretNames=DATABASE_URL"
+
+
+def push_image(engine, tag: str) -> None:
+    """What `docker push <RepositoryUri>:<tag>` leaves in the repository."""
+    engine.client("ecr").put_image(repositoryName="shop-dev", imageManifest=IMAGE_MANIFEST, imageTag=tag)
+
+
+def test_the_first_deploy_on_a_fresh_account_creates_everything_and_waits_for_the_image(env):
+    iam = env.client("iam")
+    assert "AWSServiceRoleForECS" not in {r["RoleName"] for r in iam.list_roles()["Roles"]}
+    result = make(env, "deploy", "ENV=dev", f"SET={SET}")
     assert result.returncode == 0
     assert stack(env)["StackStatus"] == "CREATE_COMPLETE"
     found = outputs(env)
-    assert set(found) >= {"LoadBalancerUrl", "VpcId", "ClusterName", "ServiceArn", "RepositoryUri",
-                          "NetworkServiceToken", "ServiceServiceToken", "ScalingServiceToken"}
-    assert found["CapacityProviderStrategy"] == "FARGATE:1:0,FARGATE_SPOT:3:0"
+    assert set(found) >= {"LoadBalancerUrl", "VpcId", "ClusterName", "ServiceArn", "RepositoryUri", "NextStep",
+                          "PreflightServiceToken", "NetworkServiceToken", "ServiceServiceToken", "ScalingServiceToken"}
+    # the ECS service-linked role the cluster's capacity providers need was made first
+    assert "AWSServiceRoleForECS" in {r["RoleName"] for r in iam.list_roles()["Roles"]}
+    # no image yet: the service exists, runs nothing, autoscaling is held at 0, and the deploy
+    # says exactly what to do next
+    assert found["AwaitingImage"] == "shop-dev:not-pushed-yet"
+    assert service(env)["desiredCount"] == 0 and tasks_per_provider(env) == {}
+    assert "Next step: No image yet" in result.stdout
+    assert f"docker push {found['RepositoryUri']}:v1" in result.stdout
+    assert "make deploy ENV=dev SET=ImageTag=v1" in result.stdout
     # dev.json: two AZs behind one NAT gateway
     ec2 = env.client("ec2")
     subnets = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [found["VpcId"]]}])["Subnets"]
     assert len({s["AvailabilityZone"] for s in subnets}) == 2 and len(subnets) == 4
     nats = ec2.describe_nat_gateways(Filter=[{"Name": "vpc-id", "Values": [found["VpcId"]]}])["NatGateways"]
     assert [n["State"] for n in nats] == ["available"]
+    assert "CREATE_COMPLETE" in result.stdout and "Network/Network" in result.stdout  # progress was shown
+
+
+def test_after_the_push_a_deploy_with_the_tag_runs_the_tasks_by_the_strategy(env):
+    push_image(env, "v1")
+    sent_before = len(env.requests())
+    result = make(env, "deploy", "ENV=dev", f"SET={SET} ImageTag=v1")
+    assert result.returncode == 0
+    assert stack(env)["StackStatus"] == "UPDATE_COMPLETE"
+    assert outputs(env)["AwaitingImage"] == ""
+    assert "Next step" not in result.stdout
+    sent = [(r["RequestType"], r["ResourceType"]) for r in env.requests()[sent_before:]]
+    assert ("Update", "Custom::Network") not in sent
     # the service runs its tasks by the strategy, with the secret injected from SSM
     described = service(env)
     assert described["capacityProviderStrategy"] == [
         {"capacityProvider": "FARGATE", "weight": 1, "base": 0},
         {"capacityProvider": "FARGATE_SPOT", "weight": 3, "base": 0}]
+    assert described["desiredCount"] == 4
     assert tasks_per_provider(env) == {"FARGATE": 1, "FARGATE_SPOT": 3}
     definition = env.client("ecs").describe_task_definition(taskDefinition=described["taskDefinition"])["taskDefinition"]
     [container] = definition["containerDefinitions"]
+    assert container["image"] == f"{outputs(env)['RepositoryUri']}:v1"
     assert [s["name"] for s in container["secrets"]] == ["DATABASE_URL"]
     assert container["secrets"][0]["valueFrom"] == "/shop/dev/DATABASE_URL"
     assert (definition["networkMode"], definition["cpu"], definition["memory"]) == ("awsvpc", "256", "512")
-    assert "CREATE_COMPLETE" in result.stdout and "Network/Network" in result.stdout  # progress was shown
 
 
 def test_changing_only_the_spot_weight_between_two_deploys_updates_the_service_once_and_not_the_network(env):
     arn_before = outputs(env)["ServiceArn"]
     sent_before = len(env.requests())
-    result = make(env, "deploy", "ENV=dev", "SET=DesiredCount=4 MaxCount=6 SecretNames=DATABASE_URL FargateSpotWeight=1")
+    result = make(env, "deploy", "ENV=dev", f"SET={SET} FargateSpotWeight=1")
     assert result.returncode == 0
     assert stack(env)["StackStatus"] == "UPDATE_COMPLETE"
     sent = env.requests()[sent_before:]
-    assert [(r["RequestType"], r["ResourceType"]) for r in sent] == [("Update", "Custom::FargateService")]
-    [update] = sent
+    # the preflight checks the new weights first, then the service changes; nothing else
+    assert [(r["RequestType"], r["ResourceType"]) for r in sent] == [
+        ("Update", "Custom::EnvironmentPreflight"), ("Update", "Custom::FargateService")]
+    update = sent[1]
     assert update["PhysicalResourceId"] == arn_before == update["Answers"][0]["PhysicalResourceId"]
     changed = {k for k, v in update["ResourceProperties"].items() if update["OldResourceProperties"].get(k) != v}
     assert changed == {"CapacityProviderStrategy"}
@@ -111,9 +152,35 @@ def test_changing_only_the_spot_weight_between_two_deploys_updates_the_service_o
     assert tasks_per_provider(env) == {"FARGATE": 2, "FARGATE_SPOT": 2}
 
 
+def test_a_deploy_of_a_tag_never_pushed_fails_in_seconds_naming_it_and_leaves_the_service_running(env):
+    before = service(env)
+    result = make(env, "deploy", "ENV=dev", f"SET={SET} FargateSpotWeight=1 ImageTag=v2")
+    assert result.returncode != 0
+    assert stack(env)["StackStatus"] == "UPDATE_ROLLBACK_COMPLETE"
+    assert "shop-dev:v2 is not in ECR" in result.stdout + result.stderr
+    after = service(env)
+    assert after["taskDefinition"] == before["taskDefinition"] and after["desiredCount"] == 4
+    assert tasks_per_provider(env) == {"FARGATE": 2, "FARGATE_SPOT": 2}
+
+
+@pytest.mark.parametrize("change", ["VpcCidr=10.20.0.0/16", "AvailabilityZoneCount=3", "AppPort=9090"])
+def test_a_fixed_network_setting_change_is_refused_before_anything_changes(env, change):
+    vpc_before = outputs(env)["VpcId"]
+    sent_before = len(env.requests())
+    result = make(env, "deploy", "ENV=dev", f"SET={SET} FargateSpotWeight=1 ImageTag=v1 {change}")
+    assert result.returncode != 0
+    assert stack(env)["StackStatus"] == "UPDATE_ROLLBACK_COMPLETE"
+    assert "refused before any change" in result.stdout + result.stderr
+    assert change.split("=")[0] in result.stdout + result.stderr
+    # only the preflight heard of it (and its rollback); the network, service and scaling did not
+    sent = {(r["ResourceType"]) for r in env.requests()[sent_before:]}
+    assert sent == {"Custom::EnvironmentPreflight"}
+    assert outputs(env)["VpcId"] == vpc_before
+
+
 def test_a_deploy_without_changes_succeeds_and_touches_nothing(env):
     sent_before = len(env.requests())
-    result = make(env, "deploy", "ENV=dev", "SET=DesiredCount=4 MaxCount=6 SecretNames=DATABASE_URL FargateSpotWeight=1")
+    result = make(env, "deploy", "ENV=dev", f"SET={SET} FargateSpotWeight=1")
     assert result.returncode == 0
     assert env.requests()[sent_before:] == []
     assert stack(env)["StackStatus"] == "UPDATE_COMPLETE"
@@ -128,8 +195,8 @@ def test_make_weights_is_a_console_style_update_that_keeps_every_other_parameter
     after = parameters(env)
     assert {k: v for k, v in after.items() if before[k] != v} == {"FargateWeight": "0", "FargateBase": "1"}
     sent = env.requests()[sent_before:]
-    assert [(r["RequestType"], r["LogicalResourceId"], r["PhysicalResourceId"]) for r in sent] == \
-        [("Update", "Service", arn_before)]
+    assert [(r["RequestType"], r["LogicalResourceId"]) for r in sent] == [("Update", "Preflight"), ("Update", "Service")]
+    assert sent[1]["PhysicalResourceId"] == arn_before
     assert "(same service, updated in place)" in result.stdout
     assert tasks_per_provider(env) == {"FARGATE": 1, "FARGATE_SPOT": 3}
     listing = make(env, "tasks", "ENV=dev")
@@ -149,7 +216,7 @@ def test_make_destroy_deletes_everything_the_stack_made(env):
     result = make(env, "destroy", "ENV=dev", "YES=1")
     assert result.returncode == 0
     deletes = sorted(r["ResourceType"] for r in env.requests()[sent_before:])
-    assert deletes == ["Custom::FargateService", "Custom::Network", "Custom::ServiceScaling"]
+    assert deletes == ["Custom::EnvironmentPreflight", "Custom::FargateService", "Custom::Network", "Custom::ServiceScaling"]
     # every request of the whole scenario got exactly one answer, and a valid one
     assert [(r["RequestType"], r["LogicalResourceId"]) for r in env.requests() if len(r["Answers"]) != 1] == []
     assert [a for r in env.requests() for a in r["Answers"] if a.get("Invalid")] == []
@@ -159,7 +226,7 @@ def test_make_destroy_deletes_everything_the_stack_made(env):
 
 def test_the_shared_provider_example_uses_the_exported_service_tokens_of_a_standalone_provider(env):
     cfn, s3 = env.client("cloudformation"), env.client("s3")
-    for name in ("network", "service", "scaling"):
+    for name in stackctl.FUNCTIONS:
         s3.upload_file(str(env.lambda_dir / name / "bootstrap.zip"), BUCKET, f"shared/{name}.zip")
     cfn.create_stack(StackName="fargate-provider", TemplateBody=(ROOT / "cloudformation/provider.yaml").read_text(),
                      Capabilities=["CAPABILITY_NAMED_IAM"],
@@ -167,7 +234,7 @@ def test_the_shared_provider_example_uses_the_exported_service_tokens_of_a_stand
                                  {"ParameterKey": "CodeKeyPrefix", "ParameterValue": "shared"}])
     assert settle(cfn, "fargate-provider")["StackStatus"] == "CREATE_COMPLETE"
     exports = {e["Name"] for e in cfn.list_exports()["Exports"]}
-    assert exports == {f"fargate-provider-{kind}ServiceToken" for kind in ("Network", "Service", "Scaling")}
+    assert exports == {f"fargate-provider-{kind}ServiceToken" for kind in ("Preflight", "Network", "Service", "Scaling")}
 
     cfn.create_stack(StackName="sandbox",
                      TemplateBody=(ROOT / "cloudformation/examples/shared-provider.yaml").read_text())

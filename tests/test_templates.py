@@ -10,7 +10,7 @@ from cfnlint.decode import decode
 
 from conftest import ROOT, binary
 
-FUNCTIONS = {"Custom::Network": "network", "Custom::FargateService": "service", "Custom::ServiceScaling": "scaling"}
+FUNCTIONS = {"Custom::EnvironmentPreflight": "preflight", "Custom::Network": "network", "Custom::FargateService": "service", "Custom::ServiceScaling": "scaling"}
 TEMPLATES = sorted((ROOT / "cloudformation").glob("*.yaml")) + sorted((ROOT / "cloudformation" / "examples").glob("*.yaml"))
 
 
@@ -41,6 +41,6 @@ def test_custom_resources_use_only_properties_their_function_accepts(template, l
 
 
 def test_every_function_answers_property_names():
-    expected = {"network": "NatGateways", "service": "CapacityProviderStrategy", "scaling": "MinCapacity"}
+    expected = {"preflight": "VpcCidr", "network": "NatGateways", "service": "CapacityProviderStrategy", "scaling": "MinCapacity"}
     for function, name in expected.items():
         assert name in property_names(function), function

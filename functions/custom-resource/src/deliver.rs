@@ -5,10 +5,25 @@ use std::future::Future;
 use std::time::Duration;
 use tokio::time::Instant;
 
+/// The DNS suffix of AWS endpoints in every partition, as the SDK's partition table lists them
+/// (aws-smithy / aws-sdk `partitions.json`: `dnsSuffix` of aws, aws-us-gov, aws-cn, aws-iso,
+/// aws-iso-b, aws-iso-e, aws-iso-f and aws-eusc). CloudFormation's pre-signed response URLs are
+/// S3 URLs in the stack's own partition, so each partition's suffix must be accepted.
+pub const AWS_DNS_SUFFIXES: &[&str] = &[
+    "amazonaws.com",    // aws, aws-us-gov
+    "amazonaws.com.cn", // aws-cn
+    "c2s.ic.gov",       // aws-iso
+    "sc2s.sgov.gov",    // aws-iso-b
+    "cloud.adc-e.uk",   // aws-iso-e
+    "csp.hci.ic.gov",   // aws-iso-f
+    "amazonaws.eu",     // aws-eusc (European Sovereign Cloud)
+];
+
 /// Which response URLs the function may PUT to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UrlPolicy {
-    /// `https://` on an `amazonaws.com` host: CloudFormation's pre-signed S3 URLs.
+    /// `https://` on an AWS host of any partition ([`AWS_DNS_SUFFIXES`]): CloudFormation's
+    /// pre-signed S3 URLs.
     AmazonS3,
     /// Any URL starting with one of these prefixes (`RESPONSE_URL_ALLOWED_PREFIXES`).
     Prefixes(Vec<String>),
@@ -45,7 +60,10 @@ impl UrlPolicy {
                 Ok(parsed) => {
                     parsed.scheme() == "https"
                         && parsed.host_str().is_some_and(|host| {
-                            host == "amazonaws.com" || host.ends_with(".amazonaws.com")
+                            AWS_DNS_SUFFIXES.iter().any(|suffix| {
+                                host.strip_suffix(suffix)
+                                    .is_some_and(|rest| rest.ends_with('.'))
+                            })
                         })
                 }
                 Err(_) => false,
@@ -58,7 +76,10 @@ impl UrlPolicy {
 
     pub fn describe(&self) -> String {
         match self {
-            UrlPolicy::AmazonS3 => "unset: only https URLs on an amazonaws.com host".into(),
+            UrlPolicy::AmazonS3 => format!(
+                "unset: only https URLs on an AWS host ({})",
+                AWS_DNS_SUFFIXES.join(", ")
+            ),
             UrlPolicy::Prefixes(prefixes) => prefixes.join(","),
         }
     }
@@ -157,6 +178,33 @@ mod tests {
         assert!(!policy.allows("https://evil.example/?x=.amazonaws.com"));
         assert!(!policy.allows("http://127.0.0.1:8080/response"));
         assert!(!policy.allows("not a url"));
+    }
+
+    /// One pre-signed response URL per partition, shaped as CloudFormation sends them.
+    #[test]
+    fn response_urls_of_every_aws_partition_are_allowed() {
+        let policy = UrlPolicy::from_setting(None);
+        for (partition, url) in [
+            ("aws", "https://cloudformation-custom-resource-response-useast1.s3.amazonaws.com/arn%3Aaws%3A?X-Amz-Signature=1"),
+            ("aws-us-gov", "https://cloudformation-custom-resource-response-usgovwest1.s3.us-gov-west-1.amazonaws.com/arn%3Aaws-us-gov%3A?X-Amz-Signature=1"),
+            ("aws-cn", "https://cloudformation-custom-resource-response-cnnorth1.s3.cn-north-1.amazonaws.com.cn/arn%3Aaws-cn%3A?X-Amz-Signature=1"),
+            ("aws-iso", "https://cloudformation-custom-resource-response-usisoeast1.s3.us-iso-east-1.c2s.ic.gov/x?X-Amz-Signature=1"),
+            ("aws-iso-b", "https://cloudformation-custom-resource-response-usisobeast1.s3.us-isob-east-1.sc2s.sgov.gov/x?X-Amz-Signature=1"),
+            ("aws-iso-e", "https://cloudformation-custom-resource-response-euisoewest1.s3.eu-isoe-west-1.cloud.adc-e.uk/x?X-Amz-Signature=1"),
+            ("aws-iso-f", "https://cloudformation-custom-resource-response-usisofsouth1.s3.us-isof-south-1.csp.hci.ic.gov/x?X-Amz-Signature=1"),
+            ("aws-eusc", "https://cloudformation-custom-resource-response-euscdeeast1.s3.eusc-de-east-1.amazonaws.eu/x?X-Amz-Signature=1"),
+        ] {
+            assert!(policy.allows(url), "{partition}: {url}");
+        }
+    }
+
+    #[test]
+    fn look_alike_hosts_of_other_partitions_are_refused() {
+        let policy = UrlPolicy::from_setting(None);
+        assert!(!policy.allows("https://evilamazonaws.com.cn/key"));
+        assert!(!policy.allows("https://amazonaws.com.cn.evil.example/key"));
+        assert!(!policy.allows("https://c2s.ic.gov.evil.example/key"));
+        assert!(!policy.allows("http://s3.cn-north-1.amazonaws.com.cn/key"));
     }
 
     #[test]

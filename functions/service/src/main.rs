@@ -19,6 +19,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         ssm: aws_sdk_ssm::Client::new(&config),
         elb: aws_sdk_elasticloadbalancingv2::Client::new(&config),
         scaling: aws_sdk_applicationautoscaling::Client::new(&config),
+        ecr: aws_sdk_ecr::Client::new(&config),
     };
     custom_resource::run(resource::FargateService::new(clients), &config).await
 }

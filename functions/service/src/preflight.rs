@@ -17,6 +17,61 @@ pub struct Checked {
     pub cluster_arn: String,
     /// The cluster's default strategy as "FARGATE:1:0,…" (empty when it has none).
     pub default_strategy: String,
+    /// ECR images of the task definition that are not in their repository ("repo:tag").
+    pub missing_images: Vec<String>,
+}
+
+/// An image in an ECR registry: `<account>.dkr.ecr.<region>.<suffix>/<repository>(:<tag>|@<digest>)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EcrImage {
+    pub registry: String,
+    pub region: String,
+    pub repository: String,
+    /// A tag, or None when the image is pinned by digest.
+    pub tag: Option<String>,
+    pub digest: Option<String>,
+}
+
+impl EcrImage {
+    /// Parses an image reference; None for images outside ECR private registries (Docker Hub,
+    /// public.ecr.aws, ...), which ECS pulls without us being able to check them here.
+    pub fn parse(image: &str) -> Option<Self> {
+        let (host, path) = image.split_once('/')?;
+        let mut labels = host.split('.');
+        let registry = labels.next()?;
+        if labels.next()? != "dkr" || labels.next()? != "ecr" {
+            return None;
+        }
+        let region = labels.next()?.to_owned();
+        if registry.len() != 12 || !registry.chars().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        let (repository, tag, digest) = if let Some((repo, digest)) = path.split_once('@') {
+            (repo, None, Some(digest.to_owned()))
+        } else {
+            // A ':' after the last '/' separates the tag; none means ECS pulls `latest`.
+            match path.rsplit_once(':') {
+                Some((repo, tag)) if !tag.contains('/') => (repo, Some(tag.to_owned()), None),
+                _ => (path, Some("latest".to_owned()), None),
+            }
+        };
+        Some(Self {
+            registry: registry.to_owned(),
+            region,
+            repository: repository.to_owned(),
+            tag,
+            digest,
+        })
+    }
+
+    /// "repository:tag" or "repository@digest", as a person would push it.
+    pub fn reference(&self) -> String {
+        match (&self.tag, &self.digest) {
+            (Some(tag), _) => format!("{}:{tag}", self.repository),
+            (None, Some(digest)) => format!("{}@{digest}", self.repository),
+            (None, None) => self.repository.clone(),
+        }
+    }
 }
 
 /// An SSM parameter a container's secret reads.
@@ -99,9 +154,10 @@ pub async fn run(c: &Clients, props: &ServiceProperties) -> Result<Checked, Serv
         .map(|i| format!("{}:{}:{}", i.capacity_provider(), i.weight(), i.base()))
         .collect::<Vec<_>>()
         .join(",");
-    let checked = Checked {
+    let mut checked = Checked {
         cluster_arn: found.cluster_arn().unwrap_or_default().to_owned(),
         default_strategy,
+        missing_images: Vec::new(),
     };
 
     // The task definition: Fargate-compatible, containers the load balancers name, secrets.
@@ -208,7 +264,14 @@ pub async fn run(c: &Clients, props: &ServiceProperties) -> Result<Checked, Serv
         }
     }
 
-    // Round 2: secrets exist and the execution role may read them; the service-linked role.
+    // Round 2: images are in ECR, secrets exist and the execution role may read them; the
+    // service-linked role.
+    let images: Vec<EcrImage> = definition
+        .container_definitions()
+        .iter()
+        .filter_map(|cd| cd.image())
+        .filter_map(EcrImage::parse)
+        .collect();
     let role_missing = matches!(&role, Err(e) if e.code() == Some("NoSuchEntity"));
     if let Err(e) = &role {
         if !role_missing {
@@ -216,7 +279,8 @@ pub async fn run(c: &Clients, props: &ServiceProperties) -> Result<Checked, Serv
         }
     }
     let execution_role = definition.execution_role_arn().map(str::to_owned);
-    let (missing, denied, created) = futures::join!(
+    let (absent, missing, denied, created) = futures::join!(
+        missing_images(c, &images),
         missing_parameters(c, &secrets),
         denied_parameters(c, execution_role.as_deref(), &secrets, &task_definition_arn),
         async {
@@ -243,6 +307,7 @@ pub async fn run(c: &Clients, props: &ServiceProperties) -> Result<Checked, Serv
         },
     );
     created?;
+    checked.missing_images = absent?;
     let missing = missing?;
     if !missing.is_empty() {
         let listed: Vec<String> = missing
@@ -281,6 +346,41 @@ pub async fn run(c: &Clients, props: &ServiceProperties) -> Result<Checked, Serv
         ));
     }
     Ok(checked)
+}
+
+/// Images whose tag or digest is not in their ECR repository (a missing repository counts as
+/// missing images: nothing could be pulled from it).
+async fn missing_images(c: &Clients, images: &[EcrImage]) -> Result<Vec<String>, ServiceError> {
+    let answers = futures::future::join_all(images.iter().map(|image| {
+        let id = aws_sdk_ecr::types::ImageIdentifier::builder()
+            .set_image_tag(image.tag.clone())
+            .set_image_digest(image.digest.clone())
+            .build();
+        c.ecr
+            .describe_images()
+            .registry_id(&image.registry)
+            .repository_name(&image.repository)
+            .image_ids(id)
+            .send()
+    }))
+    .await;
+    let mut missing = Vec::new();
+    for (image, answer) in images.iter().zip(answers) {
+        match answer {
+            Ok(found) if !found.image_details().is_empty() => {}
+            Ok(_) => missing.push(image.reference()),
+            Err(e)
+                if matches!(
+                    e.code(),
+                    Some("ImageNotFoundException" | "RepositoryNotFoundException")
+                ) =>
+            {
+                missing.push(image.reference())
+            }
+            Err(e) => return Err(ServiceError::aws("DescribeImages")(e)),
+        }
+    }
+    Ok(missing)
 }
 
 async fn missing_parameters(
@@ -374,6 +474,38 @@ mod tests {
         );
         let arn = "arn:aws:ssm:us-east-1:1:parameter/x";
         assert_eq!(parameter_arn(arn, td), arn);
+    }
+
+    #[test]
+    fn ecr_images_are_recognised_with_their_tag_or_digest() {
+        let image =
+            EcrImage::parse("123456789012.dkr.ecr.eu-west-1.amazonaws.com/shop-dev:v1").unwrap();
+        assert_eq!(
+            (
+                image.registry.as_str(),
+                image.region.as_str(),
+                image.repository.as_str()
+            ),
+            ("123456789012", "eu-west-1", "shop-dev")
+        );
+        assert_eq!(image.reference(), "shop-dev:v1");
+        let untagged =
+            EcrImage::parse("123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn/team/web").unwrap();
+        assert_eq!(untagged.reference(), "team/web:latest");
+        let pinned =
+            EcrImage::parse("123456789012.dkr.ecr.us-east-1.amazonaws.com/web@sha256:abc").unwrap();
+        assert_eq!(
+            (pinned.tag, pinned.digest.as_deref()),
+            (None, Some("sha256:abc"))
+        );
+    }
+
+    #[test]
+    fn images_outside_private_ecr_are_not_checked() {
+        assert_eq!(EcrImage::parse("public.ecr.aws/nginx/nginx:1.27"), None);
+        assert_eq!(EcrImage::parse("nginx:latest"), None);
+        assert_eq!(EcrImage::parse("ghcr.io/org/app:1"), None);
+        assert_eq!(EcrImage::parse("localhost:5000/app:1"), None);
     }
 
     #[test]

@@ -21,6 +21,36 @@ use tracing::info;
 const TAG_REQUEST: &str = "custom-resource:request-id";
 const TAG_STACK: &str = "custom-resource:stack-id";
 const TAG_LOGICAL: &str = "custom-resource:logical-id";
+/// Set while the service runs no task because its image is not pushed yet ("repo:tag").
+const TAG_AWAITING_IMAGE: &str = "custom-resource:awaiting-image";
+
+/// What a deploy does about task-definition images that are not in ECR.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImagePlan {
+    /// Every image can be pulled.
+    Ready,
+    /// A new service (or one still waiting for its first image): run no task yet and say what
+    /// to push. Tasks could only fail with CannotPullContainerError.
+    Await(String),
+    /// A service that already runs would be broken by this change: fail before touching it.
+    Refuse(String),
+}
+
+/// Decides from the missing images, whether this is a Create and whether the service is
+/// still waiting for its first image.
+pub fn image_plan(missing: &[String], creating: bool, awaiting: bool) -> ImagePlan {
+    if missing.is_empty() {
+        return ImagePlan::Ready;
+    }
+    let listed = missing.join(", ");
+    if creating || awaiting {
+        ImagePlan::Await(listed)
+    } else {
+        ImagePlan::Refuse(format!(
+            "image {listed} is not in ECR, so no task could start (CannotPullContainerError): push it (docker push <RepositoryUri>:<tag>) and deploy again, or deploy a tag that exists. The running service was left untouched"
+        ))
+    }
+}
 
 pub struct Clients {
     pub ecs: aws_sdk_ecs::Client,
@@ -28,6 +58,7 @@ pub struct Clients {
     pub ssm: aws_sdk_ssm::Client,
     pub elb: aws_sdk_elasticloadbalancingv2::Client,
     pub scaling: aws_sdk_applicationautoscaling::Client,
+    pub ecr: aws_sdk_ecr::Client,
 }
 
 pub struct FargateService {
@@ -163,6 +194,10 @@ impl FargateService {
         completion: Completion,
     ) -> Completion {
         completion
+            .data(
+                "AwaitingImage",
+                tag_of(service, TAG_AWAITING_IMAGE).unwrap_or_default(),
+            )
             .data("ServiceArn", service.service_arn().unwrap_or_default())
             .data("ServiceName", service.service_name().unwrap_or_default())
             .data("ClusterArn", service.cluster_arn().unwrap_or(cluster_arn))
@@ -187,7 +222,8 @@ impl FargateService {
         completion: Completion,
     ) -> Outcome {
         let strategy = Self::strategy_text(props, checked);
-        if !props.wait_for_steady_state {
+        // A service waiting for its image runs no task: there is nothing to wait for.
+        if !props.wait_for_steady_state || tag_of(service, TAG_AWAITING_IMAGE).is_some() {
             return self
                 .data(service, &strategy, &checked.cluster_arn, completion)
                 .into();
@@ -241,6 +277,12 @@ impl FargateService {
             ecs_tag(TAG_STACK, &ctx.stack_id),
             ecs_tag(TAG_LOGICAL, &ctx.logical_resource_id),
         ];
+        let mut desired = props.desired_count as i32;
+        if let ImagePlan::Await(images) = image_plan(&checked.missing_images, true, false) {
+            info!(images = %images, "image not pushed yet: creating the service with no task");
+            tags.push(ecs_tag(TAG_AWAITING_IMAGE, &images));
+            desired = 0;
+        }
         tags.extend(props.tags.iter().map(|t| ecs_tag(&t.key, &t.value)));
         let mut request = self
             .c
@@ -249,7 +291,7 @@ impl FargateService {
             .cluster(&props.cluster)
             .service_name(&props.service_name)
             .task_definition(&props.task_definition)
-            .desired_count(props.desired_count as i32)
+            .desired_count(desired)
             .platform_version(&props.platform_version)
             .set_network_configuration(network(props))
             .set_deployment_configuration(deployment_configuration(props))
@@ -334,6 +376,14 @@ impl FargateService {
                 format!("service {physical_id} no longer exists (deleted outside CloudFormation); remove it from the template and add it back to recreate it"),
             )));
         };
+        let awaiting = tag_of(&current, TAG_AWAITING_IMAGE).is_some();
+        let plan = image_plan(&checked.missing_images, false, awaiting);
+        if let ImagePlan::Refuse(reason) = &plan {
+            return Err(ServiceError::property(
+                "TaskDefinition",
+                format!("{}: {reason}", new.task_definition),
+            ));
+        }
         let mut request = self
             .c
             .ecs
@@ -345,10 +395,21 @@ impl FargateService {
             request = request.task_definition(&new.task_definition);
             changed.push("TaskDefinition");
         }
-        if old.desired_count != new.desired_count {
-            // The template's own value changed: apply it, inside the autoscaling range.
+        // The first image arrived: start the tasks the template asks for.
+        let first_image = awaiting && plan == ImagePlan::Ready;
+        if matches!(plan, ImagePlan::Await(_)) {
+            info!("image still not pushed: the service keeps running no task");
+        } else if old.desired_count != new.desired_count || first_image {
+            // The template's own value changed: apply it, inside the autoscaling range. On the
+            // first image the range is still the held one (0..0) until the scaling resource
+            // updates next, so the template's value is applied as it is.
             let mut desired = new.desired_count as i32;
-            if let Some((min, max)) = self.scalable_range(new).await? {
+            let range = if first_image {
+                None
+            } else {
+                self.scalable_range(new).await?
+            };
+            if let Some((min, max)) = range {
                 let clamped = desired.clamp(min, max.max(min));
                 if clamped != desired {
                     info!(
@@ -422,7 +483,56 @@ impl FargateService {
             })?
         };
         self.retag(physical_id, old, new).await?;
+        let service = self.mark_awaiting(physical_id, service, &plan).await?;
         Ok(self.settle(new, &service, &checked, Completion::unchanged()))
+    }
+
+    /// Keeps the awaiting-image tag in step with the plan; returns the service as tagged now.
+    async fn mark_awaiting(
+        &self,
+        arn: &str,
+        mut service: Service,
+        plan: &ImagePlan,
+    ) -> Result<Service, ServiceError> {
+        let now = tag_of(&service, TAG_AWAITING_IMAGE).map(str::to_owned);
+        let wanted = match plan {
+            ImagePlan::Await(images) => Some(images.clone()),
+            _ => None,
+        };
+        if now == wanted {
+            return Ok(service);
+        }
+        let mut tags: Vec<Tag> = service
+            .tags()
+            .iter()
+            .filter(|t| t.key() != Some(TAG_AWAITING_IMAGE))
+            .cloned()
+            .collect();
+        match &wanted {
+            Some(images) => {
+                self.c
+                    .ecs
+                    .tag_resource()
+                    .resource_arn(arn)
+                    .tags(ecs_tag(TAG_AWAITING_IMAGE, images))
+                    .send()
+                    .await
+                    .map_err(ServiceError::aws("TagResource"))?;
+                tags.push(ecs_tag(TAG_AWAITING_IMAGE, images));
+            }
+            None => {
+                self.c
+                    .ecs
+                    .untag_resource()
+                    .resource_arn(arn)
+                    .tag_keys(TAG_AWAITING_IMAGE)
+                    .send()
+                    .await
+                    .map_err(ServiceError::aws("UntagResource"))?;
+            }
+        }
+        service.tags = Some(tags);
+        Ok(service)
     }
 
     async fn retag(
@@ -647,5 +757,41 @@ impl Resource for FargateService {
             }
             Request::Update { .. } => self.check_steady(saved, Completion::unchanged()).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_service_without_its_image_waits_for_it_with_no_task() {
+        let missing = vec!["shop-dev:v1".to_owned()];
+        assert_eq!(
+            image_plan(&missing, true, false),
+            ImagePlan::Await("shop-dev:v1".into())
+        );
+        assert_eq!(
+            image_plan(&missing, false, true),
+            ImagePlan::Await("shop-dev:v1".into())
+        );
+    }
+
+    #[test]
+    fn a_running_service_is_not_touched_when_the_new_image_is_missing() {
+        let plan = image_plan(&["shop-dev:v2".to_owned()], false, false);
+        let ImagePlan::Refuse(reason) = plan else {
+            panic!("{plan:?}")
+        };
+        assert!(
+            reason.contains("shop-dev:v2") && reason.contains("left untouched"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn pushed_images_are_ready_whatever_the_service_did_before() {
+        assert_eq!(image_plan(&[], true, false), ImagePlan::Ready);
+        assert_eq!(image_plan(&[], false, true), ImagePlan::Ready);
     }
 }

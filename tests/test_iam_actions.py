@@ -1,0 +1,815 @@
+"""Every provider role grants exactly the IAM actions its function's code needs.
+
+Pure Python, no AWS, no server, no cargo. For every crate functions/<name> that is deployed by an
+AWS::Lambda::Function of cloudformation/provider.yaml (its Code S3Key ends with <binary>.zip), the
+test derives the AWS operations the Rust code calls and compares them with the Allow actions of the
+function's role (Role: !GetAtt X.Arn):
+
+* operations: every `<client>.<op>()` call in the crate's src/ and in the src/ of its path
+  dependencies (the shared custom-resource library hands long waits over with lambda Invoke), with
+  comments, string literals and #[cfg(test)] items removed. The client a call is made on is found
+  from the declared types (`ec2: aws_sdk_ec2::Client`, `let c = aws_sdk_ecs::Client::new(..)`,
+  `use` aliases, getters returning a client); the method must be an operation of that SDK crate (the
+  directories of ~/.cargo/registry/src/*/aws-sdk-*/src/operation/, version from Cargo.lock; waiters
+  map to the operation they poll). The operation's API name comes from the SDK source, the IAM
+  prefix from IAM_PREFIX, exceptions from ACTION_OVERRIDES.
+* plus the actions AWS checks although the code does not call them: EXTRA_REQUIREMENTS, one dict,
+  each entry with its reason and documentation source.
+* granted: the Allow statements of the role's inline Policies, of AWS::IAM::Policy / RolePolicy /
+  ManagedPolicy resources attached to it, and of its ManagedPolicyArns; wildcards (ec2:Describe*)
+  cover what they match; an unconditional Deny removes coverage.
+
+The failure lists, per role, the actions to add (with why) and to remove (granted, matched by no
+needed action). Limits: resources and conditions of statements are not compared; a client reached
+in a way the declarations do not show is reported as unattributable rather than guessed; setters
+that make an extra requirement apply are looked for in the Rust fn that makes the call.
+"""
+import fnmatch
+import os
+import re
+import tomllib
+import warnings
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import pytest
+
+from harness.engine import parse_template  # tests/ is on sys.path (conftest.py)
+
+ROOT = Path(__file__).resolve().parent.parent
+FUNCTIONS = ROOT / "functions"
+TEMPLATE = ROOT / "cloudformation" / "provider.yaml"
+
+# SDK crate (aws-sdk-<key>) -> IAM service prefix (Service Authorization Reference). A crate missing
+# here fails the test with a message asking to add it (s3 is left out on purpose: its operations do
+# not map 1:1 to actions, e.g. ListObjectsV2 -> s3:ListBucket, and would need ACTION_OVERRIDES).
+IAM_PREFIX = {
+    "acm": "acm",
+    "applicationautoscaling": "application-autoscaling",
+    "autoscaling": "autoscaling",
+    "cloudformation": "cloudformation",
+    "cloudwatch": "cloudwatch",
+    "cloudwatchlogs": "logs",
+    "dynamodb": "dynamodb",
+    "ec2": "ec2",
+    "ecr": "ecr",
+    "ecs": "ecs",
+    "efs": "elasticfilesystem",
+    "elasticloadbalancing": "elasticloadbalancing",
+    "elasticloadbalancingv2": "elasticloadbalancing",
+    "eventbridge": "events",
+    "iam": "iam",
+    "kms": "kms",
+    "lambda": "lambda",
+    "route53": "route53",
+    "secretsmanager": "secretsmanager",
+    "servicediscovery": "servicediscovery",
+    "sns": "sns",
+    "sqs": "sqs",
+    "ssm": "ssm",
+    "sts": "sts",
+}
+
+# (IAM prefix, API operation) -> the actions it is authorized by, where that is not prefix:Operation.
+ACTION_OVERRIDES = {
+    # Lambda API reference, Invoke, and Service Authorization Reference 'Actions, resources, and
+    # condition keys for AWS Lambda' (https://docs.aws.amazon.com/service-authorization/latest/
+    # reference/list_awslambda.html): the Invoke operation is authorized by lambda:InvokeFunction.
+    ("lambda", "Invoke"): ("lambda:InvokeFunction",),
+}
+
+# Methods of an SDK Client that are not AWS operations.
+CLIENT_METHODS = {"clone", "config", "from_conf", "new", "as_ref", "borrow", "deref", "to_owned"}
+
+
+@dataclass(frozen=True)
+class Need:
+    action: str
+    reason: str
+    source: str
+    # Only when the Rust fn that makes the trigger call (scope "fn") or any file of the crate (scope
+    # "crate") calls one of these builder setters; None: always.
+    setters: tuple = None
+    scope: str = "fn"
+
+
+LAMBDA_LOGS = ("AWS Lambda Developer Guide, 'Sending Lambda function logs to CloudWatch Logs', Required "
+               "IAM permissions (https://docs.aws.amazon.com/lambda/latest/dg/monitoring-cloudwatchlogs.html)")
+AAS_ECS = ("Application Auto Scaling User Guide, 'Application Auto Scaling identity-based policy examples', "
+           "Permissions required for API actions on target services and CloudWatch, ECS services "
+           "(https://docs.aws.amazon.com/autoscaling/application/userguide/security_iam_id-based-policy-examples.html"
+           "#permissions-for-ecs-services)")
+AAS_SLR = ("Application Auto Scaling User Guide, 'Service-linked roles for Application Auto Scaling', "
+           "Permissions required to create a service-linked role "
+           "(https://docs.aws.amazon.com/autoscaling/application/userguide/application-auto-scaling-service-linked-roles.html)")
+ECS_TAG_ON_CREATE = ("Amazon ECS Developer Guide, 'Grant permission to tag resources on creation' "
+                     "(https://docs.aws.amazon.com/AmazonECS/latest/developerguide/supported-iam-actions-tagging.html)")
+PASS_ROLE = ("IAM User Guide, 'Grant a user permissions to pass a role to an AWS service' "
+             "(https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_use_passrole.html): the role is passed "
+             "by the request that names it (a task definition's roles are passed by RegisterTaskDefinition, so "
+             "CreateService/UpdateService pass a role only through role/infrastructureRoleArn/roleArn)")
+TARGET_TRACKING = ("target_tracking_scaling_policy_configuration", "set_target_tracking_scaling_policy_configuration")
+ECS_ROLE_SETTERS = ("role", "set_role", "infrastructure_role_arn", "set_infrastructure_role_arn",
+                    "role_arn", "set_role_arn")
+ECS_TASK_ROLE_SETTERS = ("task_role_arn", "set_task_role_arn", "execution_role_arn", "set_execution_role_arn")
+
+# THE extra requirements: trigger -> actions AWS checks although the code does not call them.
+# Triggers: "*" every deployed function; "*:own-log-group" every function whose template declares no
+# AWS::Logs::LogGroup for it (Lambda then creates the group); otherwise an action the code calls.
+EXTRA_REQUIREMENTS = {
+    "*": [
+        Need("logs:CreateLogStream", "Lambda writes the function's logs with its execution role", LAMBDA_LOGS),
+        Need("logs:PutLogEvents", "Lambda writes the function's logs with its execution role", LAMBDA_LOGS),
+    ],
+    "*:own-log-group": [
+        Need("logs:CreateLogGroup", "no AWS::Logs::LogGroup in the template for this function: Lambda creates it",
+             LAMBDA_LOGS),
+    ],
+    "application-autoscaling:RegisterScalableTarget": [
+        Need("iam:CreateServiceLinkedRole", "the first RegisterScalableTarget for ECS creates the "
+             "AWSServiceRoleForApplicationAutoScaling_ECSService service-linked role", AAS_SLR),
+        Need("ecs:DescribeServices", "required to configure Application Auto Scaling for an ECS service", AAS_ECS),
+        Need("ecs:UpdateService", "required to configure Application Auto Scaling for an ECS service", AAS_ECS),
+    ],
+    "application-autoscaling:PutScalingPolicy": [
+        Need("cloudwatch:DescribeAlarms", "a target tracking policy's CloudWatch alarms are created for it",
+             AAS_ECS, setters=TARGET_TRACKING),
+        Need("cloudwatch:PutMetricAlarm", "a target tracking policy's CloudWatch alarms are created for it",
+             AAS_ECS, setters=TARGET_TRACKING),
+    ],
+    "application-autoscaling:DeleteScalingPolicy": [
+        Need("cloudwatch:DeleteAlarms", "deleting a target tracking policy deletes its CloudWatch alarms",
+             AAS_ECS, setters=TARGET_TRACKING, scope="crate"),
+    ],
+    "ecs:CreateService": [
+        Need("ecs:TagResource", "CreateService with tags is authorized on ecs:TagResource too", ECS_TAG_ON_CREATE,
+             setters=("tags", "set_tags")),
+        Need("iam:PassRole", "the request passes an IAM role to ECS", PASS_ROLE, setters=ECS_ROLE_SETTERS),
+    ],
+    "ecs:UpdateService": [
+        Need("iam:PassRole", "the request passes an IAM role to ECS", PASS_ROLE, setters=ECS_ROLE_SETTERS),
+    ],
+    "ecs:RegisterTaskDefinition": [
+        Need("ecs:TagResource", "RegisterTaskDefinition with tags is authorized on ecs:TagResource too",
+             ECS_TAG_ON_CREATE, setters=("tags", "set_tags")),
+        Need("iam:PassRole", "the task definition names a task or execution role", PASS_ROLE,
+             setters=ECS_TASK_ROLE_SETTERS),
+    ],
+    "ecs:RunTask": [
+        Need("iam:PassRole", "the overrides name a task or execution role", PASS_ROLE, setters=ECS_TASK_ROLE_SETTERS),
+    ],
+}
+
+# AWS managed policies the roles may attach, by name -> their Allow actions.
+AWS_MANAGED_POLICIES = {
+    # 'AWSLambdaBasicExecutionRole - AWS Managed Policy'
+    # (https://docs.aws.amazon.com/aws-managed-policy/latest/reference/AWSLambdaBasicExecutionRole.html)
+    "AWSLambdaBasicExecutionRole": ("logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"),
+}
+
+
+# --- Rust sources -------------------------------------------------------------------------------
+
+_CHAR = re.compile(r"'(?:\\(?:x[0-9a-fA-F]{2}|u\{[0-9a-fA-F]{1,6}\}|.)|[^\\'\n])'")
+
+
+def strip_rust(text: str) -> str:
+    """`text` with comments and the contents of string and char literals blanked (same length, same
+    line breaks), so that regexes see code only."""
+    out = list(text)
+    i, n = 0, len(text)
+
+    def blank(a, b):
+        for k in range(a, b):
+            if out[k] != "\n":
+                out[k] = " "
+
+    while i < n:
+        c = text[i]
+        if text.startswith("//", i):
+            j = text.find("\n", i)
+            j = n if j < 0 else j
+            blank(i, j)
+            i = j
+        elif text.startswith("/*", i):
+            depth, j = 1, i + 2
+            while j < n and depth:
+                if text.startswith("/*", j):
+                    depth, j = depth + 1, j + 2
+                elif text.startswith("*/", j):
+                    depth, j = depth - 1, j + 2
+                else:
+                    j += 1
+            blank(i, j)
+            i = j
+        elif c in "rb" and (i == 0 or not (text[i - 1].isalnum() or text[i - 1] == "_")) and \
+                (m := re.match(r"(?:br|b|r)(#*)\"", text[i:i + 300])):
+            prefix = m.group(0)
+            start = i + len(prefix)
+            if "r" in prefix:
+                end = text.find('"' + m.group(1), start)
+                end = n if end < 0 else end
+                blank(start, end)
+                i = end + 1 + len(m.group(1))
+            else:
+                i = _skip_string(text, start, blank)
+        elif c == '"':
+            i = _skip_string(text, i + 1, blank)
+        elif c == "'":
+            m = _CHAR.match(text, i)
+            if m:
+                blank(i + 1, m.end() - 1)
+                i = m.end()
+            else:
+                i += 1  # a lifetime
+        else:
+            i += 1
+    return "".join(out)
+
+
+def _skip_string(text, start, blank):
+    j, n = start, len(text)
+    while j < n and text[j] != '"':
+        j += 2 if text[j] == "\\" else 1
+    blank(start, min(j, n))
+    return j + 1
+
+
+def _item_end(code: str, start: int) -> int:
+    """End of the item starting at `start`: after its `;` or its matching `}`."""
+    depth, i = 0, start
+    while i < len(code):
+        c = code[i]
+        if c in "([":
+            depth += 1
+        elif c in ")]":
+            depth -= 1
+        elif c == ";" and depth == 0:
+            return i + 1
+        elif c == "{" and depth == 0:
+            return _matching_brace(code, i) + 1
+        i += 1
+    return len(code)
+
+
+def _matching_brace(code: str, open_at: int) -> int:
+    depth = 0
+    for i in range(open_at, len(code)):
+        if code[i] == "{":
+            depth += 1
+        elif code[i] == "}":
+            depth -= 1
+            if depth == 0:
+                return i
+    return len(code) - 1
+
+
+def without_test_items(code: str) -> tuple[str, set]:
+    """`code` with every #[cfg(test)] item blanked; also the names of `#[cfg(test)] mod x;` files."""
+    out, test_modules = list(code), set()
+    for m in re.finditer(r"#\s*\[\s*cfg\s*\(\s*test\s*\)\s*\]", code):
+        end = _item_end(code, m.end())
+        item = code[m.end():end]
+        if (mod := re.match(r"\s*(?:#\s*\[[^\]]*\]\s*)*(?:pub(?:\([^)]*\))?\s+)?mod\s+(\w+)\s*;", item)):
+            test_modules.add(mod.group(1))
+        for k in range(m.start(), end):
+            if out[k] != "\n":
+                out[k] = " "
+    return "".join(out), test_modules
+
+
+@dataclass
+class SourceFile:
+    path: Path
+    code: str  # stripped, test items blanked
+
+    def line(self, offset: int) -> int:
+        return self.code.count("\n", 0, offset) + 1
+
+    @property
+    def rel(self) -> str:
+        return str(self.path.relative_to(ROOT)) if self.path.is_relative_to(ROOT) else str(self.path)
+
+
+@lru_cache(maxsize=None)
+def crate_sources(crate_dir: Path) -> list[SourceFile]:
+    files = []
+    for path in sorted((crate_dir / "src").rglob("*.rs")):
+        code, _ = without_test_items(strip_rust(path.read_text()))
+        files.append(SourceFile(path, code))
+    test_modules = set()
+    for f in files:
+        test_modules |= without_test_items(strip_rust(f.path.read_text()))[1]
+    return [f for f in files if f.path.stem not in test_modules and f.path.parent.name not in test_modules]
+
+
+# --- Cargo ----------------------------------------------------------------------------------------
+
+@lru_cache(maxsize=None)
+def workspace() -> dict:
+    return tomllib.loads((ROOT / "Cargo.toml").read_text())
+
+
+@lru_cache(maxsize=None)
+def locked_versions() -> dict:
+    lock = ROOT / "Cargo.lock"
+    if not lock.exists():
+        return {}
+    versions = {}
+    for package in tomllib.loads(lock.read_text()).get("package", []):
+        versions.setdefault(package["name"], []).append(package["version"])
+    return versions
+
+
+def manifest(crate_dir: Path) -> dict:
+    return tomllib.loads((crate_dir / "Cargo.toml").read_text())
+
+
+def dependencies(crate_dir: Path) -> dict:
+    """Normal dependencies (not dev/build) as {package name: path of a path dependency or None}."""
+    data = manifest(crate_dir)
+    tables = [data.get("dependencies", {})]
+    tables += [t.get("dependencies", {}) for t in data.get("target", {}).values()]
+    shared = workspace().get("workspace", {}).get("dependencies", {})
+    result = {}
+    for table in tables:
+        for key, spec in table.items():
+            spec = spec if isinstance(spec, dict) else {"version": spec}
+            if spec.get("workspace"):
+                base = shared.get(key, {})
+                base = base if isinstance(base, dict) else {"version": base}
+                spec = {**base, **{k: v for k, v in spec.items() if k != "workspace"}}
+                path = (ROOT / spec["path"]) if "path" in spec else None
+            else:
+                path = (crate_dir / spec["path"]) if "path" in spec else None
+            result[spec.get("package", key)] = path.resolve() if path else None
+    return result
+
+
+def binaries(crate_dir: Path) -> list[str]:
+    data = manifest(crate_dir)
+    names = [b["name"] for b in data.get("bin", []) if "name" in b]
+    if not names and (crate_dir / "src" / "main.rs").exists():
+        names = [data["package"]["name"]]
+    return names
+
+
+def crate_closure(crate_dir: Path) -> list[Path]:
+    """The crate and its path dependencies, recursively."""
+    seen, todo = [], [crate_dir.resolve()]
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.append(current)
+        todo += [p for p in dependencies(current).values() if p is not None]
+    return seen
+
+
+# --- SDK crates -----------------------------------------------------------------------------------
+
+def _registry_roots() -> list[Path]:
+    home = Path(os.environ.get("CARGO_HOME") or Path.home() / ".cargo")
+    return sorted((home / "registry" / "src").glob("*"))
+
+
+def _version_key(version: str):
+    return tuple(int(p) if p.isdigit() else 0 for p in re.split(r"[.+-]", version))
+
+
+@lru_cache(maxsize=None)
+def sdk_source(service: str):
+    """src/ of aws-sdk-<service> (the Cargo.lock version if present), or None when not downloaded."""
+    name = f"aws-sdk-{service}"
+    candidates = [d for root in _registry_roots() for d in root.glob(f"{name}-[0-9]*")
+                  if re.fullmatch(re.escape(name) + r"-\d[\w.+-]*", d.name) and (d / "src" / "operation").is_dir()]
+    if not candidates:
+        return None
+    locked = locked_versions().get(name, [])
+    for d in candidates:
+        if d.name[len(name) + 1:] in locked:
+            return d / "src"
+    return max(candidates, key=lambda d: _version_key(d.name[len(name) + 1:])) / "src"
+
+
+@lru_cache(maxsize=None)
+def sdk_operations(service: str):
+    """{snake_case operation: API name} of aws-sdk-<service>, or None when its source is absent."""
+    src = sdk_source(service)
+    if src is None:
+        return None
+    ops = {}
+    for entry in (src / "operation").iterdir():
+        if entry.is_dir():
+            api = None
+            module = src / "operation" / f"{entry.name}.rs"
+            if module.exists():
+                m = re.search(r'Metadata::new\(\s*"(\w+)"', module.read_text())
+                api = m.group(1) if m else None
+            ops[entry.name] = api or pascal(entry.name)
+    return ops
+
+
+@lru_cache(maxsize=None)
+def sdk_waiter_operation(service: str, method: str):
+    src = sdk_source(service)
+    waiter = src and src / "waiters" / f"{method.removeprefix('wait_until_')}.rs"
+    if not waiter or not waiter.exists():
+        return None
+    m = re.search(r"crate::operation::(\w+)::", waiter.read_text())
+    return m.group(1) if m else None
+
+
+def pascal(snake: str) -> str:
+    return "".join(part[:1].upper() + part[1:] for part in snake.split("_"))
+
+
+# --- Calls ----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Call:
+    crate: Path
+    service: str  # aws-sdk-<service>
+    operation: str  # snake_case
+    where: str  # file:line
+    receiver: str
+    fn_span: tuple  # (file, start, end) of the enclosing fn body
+    verified: bool  # the SDK source confirmed it is an operation
+
+
+_TYPE_PATH = r"(?:::\s*)?aws_sdk_(\w+)\s*::\s*(?:client\s*::\s*)?Client\b"
+
+
+def client_type_patterns(files: list[SourceFile]) -> list[tuple[str, str]]:
+    """(regex of a type spelling, sdk service) pairs: the full path plus `use`/`type` aliases."""
+    patterns = [(_TYPE_PATH, None)]
+    for f in files:
+        for m in re.finditer(r"\buse\s+aws_sdk_(\w+)\s*::\s*(?:client\s*::\s*)?Client\s*(?:as\s+(\w+)\s*)?;", f.code):
+            patterns.append((r"\b" + re.escape(m.group(2) or "Client") + r"\b(?!\s*::)", m.group(1)))
+        for m in re.finditer(r"\buse\s+aws_sdk_(\w+)\s*::\s*\{([^}]*)\}", f.code):
+            for item in re.finditer(r"\bClient\b(?:\s+as\s+(\w+))?", m.group(2)):
+                patterns.append((r"\b" + re.escape(item.group(1) or "Client") + r"\b(?!\s*::)", m.group(1)))
+        for m in re.finditer(r"\buse\s+aws_sdk_(\w+)\s+as\s+(\w+)\s*;", f.code):
+            patterns.append((r"\b" + re.escape(m.group(2)) + r"\s*::\s*(?:client\s*::\s*)?Client\b", m.group(1)))
+        for m in re.finditer(r"\btype\s+(\w+)\s*=\s*" + _TYPE_PATH, f.code):
+            patterns.append((r"\b" + re.escape(m.group(1)) + r"\b(?!\s*::)", m.group(2)))
+    return patterns
+
+
+def client_bindings(files: list[SourceFile]) -> dict:
+    """{identifier: {service}} for fields, parameters, lets and getters whose type is an SDK Client."""
+    bindings = {}
+    wrapper = r"(?:&\s*(?:'\w+\s+)?(?:mut\s+)?)?(?:(?:std\s*::\s*(?:sync|rc)\s*::\s*)?(?:Arc|Rc|Box)\s*<\s*)?"
+    for type_re, fixed in client_type_patterns(files):
+        typed = r"(" + type_re + r")"
+        forms = [
+            r"\b(\w+)\s*:\s*" + wrapper + typed,  # field, parameter, `let x: T`
+            r"\blet\s+(?:mut\s+)?(\w+)\s*=\s*" + typed + r"\s*::\s*(?:new|from_conf)\s*\(",
+            r"\bfn\s+(\w+)\s*(?:<[^>]*>)?\s*\([^)]*\)\s*->\s*" + wrapper + typed,  # getter
+        ]
+        for f in files:
+            for form in forms:
+                for m in re.finditer(form, f.code):
+                    service = fixed or re.search(r"aws_sdk_(\w+)", m.group(2)).group(1)
+                    bindings.setdefault(m.group(1), set()).add(service)
+    return bindings
+
+
+def fn_spans(f: SourceFile) -> list[tuple[int, int]]:
+    spans = []
+    for m in re.finditer(r"\bfn\s+\w+", f.code):
+        depth, i = 0, m.end()
+        while i < len(f.code):
+            c = f.code[i]
+            if c in "([":
+                depth += 1
+            elif c in ")]":
+                depth -= 1
+            elif c == ";" and depth == 0:
+                break
+            elif c == "{" and depth == 0:
+                spans.append((i, _matching_brace(f.code, i)))
+                break
+            i += 1
+    return spans
+
+
+def _receiver(code: str, dot: int) -> str:
+    """The last segment of the expression a `.method(` is called on ('' if it is not a path/getter)."""
+    before = code[max(0, dot - 400):dot].rstrip()
+    while True:
+        m = re.search(r"(\w+)\s*(\(\s*\))?$", before)
+        if not m:
+            return ""
+        if m.group(1) in CLIENT_METHODS and m.group(2):  # x.clone().op()
+            before = before[:m.start()].rstrip()
+            if before.endswith("."):
+                before = before[:-1].rstrip()
+                continue
+            return ""
+        return m.group(1) + ("()" if m.group(2) else "")
+
+
+def _statement_sends(code: str, start: int) -> bool:
+    """Whether the statement from `start` goes on to `.send(` (or a paginator)."""
+    depth, i = 0, start
+    while i < len(code):
+        c = code[i]
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+            if depth < 0:
+                break
+        elif c == ";" and depth == 0:
+            break
+        i += 1
+    return bool(re.search(r"\.\s*(?:send|into_paginator|customize)\s*\(", code[start:i]))
+
+
+@lru_cache(maxsize=None)
+def crate_calls(crate_dir: Path) -> tuple[list[Call], list[str]]:
+    """The SDK calls one crate's own src/ makes, and the problems met (unattributable calls...)."""
+    files = crate_sources(crate_dir)
+    bindings = client_bindings(files)
+    dep_services = [d.removeprefix("aws-sdk-") for d in dependencies(crate_dir) if d.startswith("aws-sdk-")]
+    any_op = {}
+    for service in dep_services:
+        for op in sdk_operations(service) or {}:
+            any_op.setdefault(op, set()).add(service)
+    calls, problems = [], []
+    for f in files:
+        spans = fn_spans(f)
+        for m in re.finditer(r"\.\s*(\w+)\s*(?:::\s*<[^>]*>\s*)?\(", f.code):
+            method = m.group(1)
+            receiver = _receiver(f.code, m.start())
+            name = receiver.removesuffix("()")
+            where = f"{f.rel}:{f.line(m.start(1))}"
+            inside = [s for s in spans if s[0] <= m.start() <= s[1]]
+            span = (f.rel, *min(inside, key=lambda s: s[1] - s[0])) if inside else (f.rel, 0, len(f.code))
+            services = bindings.get(name) if name and name not in ("self", "Self") else None
+            if not services:
+                if method in any_op and name not in ("", "self", "Self") and _statement_sends(f.code, m.end() - 1):
+                    problems.append(f"{where}: cannot tell which client `{receiver}.{method}()` is called on "
+                                    f"(declare it with an aws_sdk_*::Client type)")
+                continue
+            if method in CLIENT_METHODS:
+                continue
+            resolved = []
+            for service in sorted(services):
+                ops = sdk_operations(service)
+                op = method
+                if method.startswith("wait_until_") and ops is not None:
+                    op = sdk_waiter_operation(service, method)
+                if ops is None:
+                    resolved.append(Call(crate_dir, service, method, where, receiver, span, verified=False))
+                elif op in ops:
+                    resolved.append(Call(crate_dir, service, op, where, receiver, span, verified=True))
+            if len(resolved) == 1:
+                calls.append(resolved[0])
+            elif len(resolved) > 1:
+                problems.append(f"{where}: `{receiver}` is declared as a client of several SDKs "
+                                f"({', '.join(sorted(services))}), each having `{method}`; rename one")
+    return calls, problems
+
+
+# --- The template ---------------------------------------------------------------------------------
+
+@lru_cache(maxsize=None)
+def template() -> dict:
+    return parse_template(TEMPLATE.read_text())
+
+
+def _text(value) -> str:
+    """The literal text of a CloudFormation string expression (Fn::Sub/Fn::Join parts kept)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and len(value) == 1:
+        (key, arg), = value.items()
+        if key == "Fn::Sub":
+            return _text(arg[0] if isinstance(arg, list) else arg)
+        if key == "Fn::Join" and isinstance(arg, list) and len(arg) == 2:
+            return str(arg[0]).join(_text(p) for p in arg[1])
+    return ""
+
+
+def _ref(value):
+    if isinstance(value, dict):
+        if "Ref" in value:
+            return value["Ref"]
+        getatt = value.get("Fn::GetAtt")
+        if isinstance(getatt, list) and getatt[1:] == ["Arn"]:
+            return getatt[0]
+    return None
+
+
+def lambda_functions() -> dict:
+    resources = template()["Resources"]
+    return {name: spec for name, spec in resources.items() if spec.get("Type") == "AWS::Lambda::Function"}
+
+
+def deployed_crates() -> tuple[dict, list[str], list[str]]:
+    """{role logical id: [(crate dir, function logical id)]}, template problems, uncovered crates."""
+    crates = {}
+    for cargo in sorted(FUNCTIONS.glob("*/Cargo.toml")):
+        for binary in binaries(cargo.parent):
+            crates[binary] = cargo.parent
+    roles, problems, covered, uncovered = {}, [], set(), []
+    resources = template()["Resources"]
+    for name, spec in lambda_functions().items():
+        props = spec.get("Properties") or {}
+        key = _text((props.get("Code") or {}).get("S3Key"))
+        if not key.endswith(".zip"):
+            uncovered.append(f"{name}: its code is not an S3 <binary>.zip, so its role is not checked")
+            continue
+        binary = key.rsplit("/", 1)[-1].removesuffix(".zip")
+        if binary not in crates:
+            problems.append(f"{name}: its code {key} is no functions/<crate> binary (none is named {binary})")
+            continue
+        role = _ref(props.get("Role"))
+        if role not in resources or resources[role].get("Type") != "AWS::IAM::Role":
+            problems.append(f"{name}: Role is not !GetAtt <an AWS::IAM::Role of the template>.Arn")
+            continue
+        roles.setdefault(role, []).append((crates[binary], name))
+        covered.add(binary)
+    uncovered += [f"functions/{crates[b].name} (binary {b}): no AWS::Lambda::Function of provider.yaml has "
+                  f"S3Key .../{b}.zip, so its role is not checked" for b in sorted(set(crates) - covered)]
+    return roles, problems, uncovered
+
+
+def _list(value) -> list:
+    return value if isinstance(value, list) else [value] if value is not None else []
+
+
+def role_statements(role: str) -> tuple[list[dict], list[str]]:
+    """Every statement that applies to `role`, and what could not be evaluated."""
+    resources = template()["Resources"]
+    props = resources[role].get("Properties") or {}
+    documents = [p.get("PolicyDocument") for p in _list(props.get("Policies"))]
+    problems = []
+    for name, spec in resources.items():
+        kind, p = spec.get("Type"), spec.get("Properties") or {}
+        if kind in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy") and \
+                any(_ref(r) == role for r in _list(p.get("Roles"))):
+            documents.append(p.get("PolicyDocument"))
+        elif kind == "AWS::IAM::RolePolicy" and _ref(p.get("RoleName")) == role:
+            documents.append(p.get("PolicyDocument"))
+    statements = [s for d in documents if isinstance(d, dict) for s in _list(d.get("Statement"))]
+    for arn in _list(props.get("ManagedPolicyArns")):
+        target = _ref(arn)
+        if target in resources and resources[target].get("Type") == "AWS::IAM::ManagedPolicy":
+            if not any(_ref(r) == role for r in _list((resources[target].get("Properties") or {}).get("Roles"))):
+                statements += _list(((resources[target].get("Properties") or {}).get("PolicyDocument") or {})
+                                    .get("Statement"))
+            continue
+        managed = _text(arn).rsplit("/", 1)[-1]
+        if managed in AWS_MANAGED_POLICIES:
+            statements.append({"Effect": "Allow", "Action": list(AWS_MANAGED_POLICIES[managed]), "Resource": "*"})
+        else:
+            problems.append(f"managed policy {_text(arn) or arn} cannot be evaluated (add it to AWS_MANAGED_POLICIES)")
+    return [s for s in statements if isinstance(s, dict)], problems
+
+
+def has_own_log_group(function: str) -> bool:
+    resources = template()["Resources"]
+    props = resources[function].get("Properties") or {}
+    group = _ref((props.get("LoggingConfig") or {}).get("LogGroup"))
+    if group in resources and resources[group].get("Type") == "AWS::Logs::LogGroup":
+        return True
+    name = _text(props.get("FunctionName"))
+    return bool(name) and any(
+        spec.get("Type") == "AWS::Logs::LogGroup"
+        and _text((spec.get("Properties") or {}).get("LogGroupName")) == f"/aws/lambda/{name}"
+        for spec in resources.values())
+
+
+# --- Comparison -----------------------------------------------------------------------------------
+
+def _matches(pattern: str, action: str) -> bool:
+    return fnmatch.fnmatchcase(action.lower(), pattern.lower().replace("[", "[[]"))
+
+
+def needed_actions(role: str, members: list) -> tuple[dict, list[str]]:
+    """{action: [why]} the functions of `role` need, and the derivation problems."""
+    needed, problems = {}, []
+
+    def need(action, why):
+        needed.setdefault(action, [])
+        if why not in needed[action]:
+            needed[action].append(why)
+
+    for crate_dir, function in members:
+        label = f"functions/{crate_dir.name}"
+        calls = []
+        for part in crate_closure(crate_dir):
+            part_calls, part_problems = crate_calls(part)
+            calls += part_calls
+            problems += part_problems
+        if not calls:
+            problems.append(f"{label}: no AWS SDK call found (is the derivation still right?)")
+        called = {}
+        for call in calls:
+            prefix = IAM_PREFIX.get(call.service)
+            if prefix is None:
+                problems.append(f"{call.where}: aws-sdk-{call.service} has no IAM prefix in IAM_PREFIX")
+                continue
+            api = (sdk_operations(call.service) or {}).get(call.operation) or pascal(call.operation)
+            note = "" if call.verified else f" (aws-sdk-{call.service} source not downloaded: not checked as an operation)"
+            for action in ACTION_OVERRIDES.get((prefix, api), (f"{prefix}:{api}",)):
+                need(action, f"called: {call.where} {call.receiver}.{call.operation}(){note}")
+                called.setdefault(action.lower(), []).append(call)
+        triggers = [("*", None)] + ([] if has_own_log_group(function) else [("*:own-log-group", None)])
+        triggers += [(trigger, c) for trigger in EXTRA_REQUIREMENTS for c in called.get(trigger.lower(), [])]
+        files = {f.rel: f for part in crate_closure(crate_dir) for f in crate_sources(part)}
+        for trigger, call in triggers:
+            for req in EXTRA_REQUIREMENTS.get(trigger, []):
+                if req.setters:
+                    setter = re.compile(r"\.\s*(?:" + "|".join(map(re.escape, req.setters)) + r")\s*\(")
+                    if req.scope == "fn":
+                        rel, start, end = call.fn_span
+                        texts = [files[rel].code[start:end + 1]]
+                    else:
+                        texts = [f.code for f in crate_sources(call.crate)]
+                    if not any(setter.search(t) for t in texts):
+                        continue
+                origin = f"{trigger} at {call.where}" if call else f"{label} is a Lambda function"
+                need(req.action, f"{req.reason} [{origin}; {req.source}]")
+    return needed, problems
+
+
+def granted_patterns(statements: list[dict]) -> tuple[list[str], list[str], list[list[str]]]:
+    allow, deny, not_action = [], [], []
+    for s in statements:
+        actions = [a for a in _list(s.get("Action")) if isinstance(a, str)]
+        if s.get("Effect") == "Allow":
+            allow += actions
+            if "NotAction" in s:
+                not_action.append([a for a in _list(s["NotAction"]) if isinstance(a, str)])
+        elif s.get("Effect") == "Deny" and "Condition" not in s:
+            deny += actions
+    return allow, deny, not_action
+
+
+def role_report(role: str, members: list) -> str:
+    needed, problems = needed_actions(role, members)
+    statements, statement_problems = role_statements(role)
+    problems += statement_problems
+    allow, deny, not_action = granted_patterns(statements)
+
+    def covered(action):
+        allowed = any(_matches(p, action) for p in allow) or \
+            any(not any(_matches(p, action) for p in excluded) for excluded in not_action)
+        return allowed and not any(_matches(p, action) for p in deny)
+
+    add = {a: why for a, why in needed.items() if not covered(a)}
+    remove = sorted({p for p in allow if not any(_matches(p, a) for a in needed)}, key=str.lower)
+    if not (add or remove or problems):
+        return ""
+    functions = ", ".join(f"{fn} (functions/{crate.name})" for crate, fn in members)
+    lines = [f"{role} — role of {functions}:"]
+    if add:
+        lines.append("  actions to ADD (the code needs them, the role does not allow them):")
+        for action in sorted(add, key=str.lower):
+            lines.append(f"    + {action}")
+            lines += [f"        {why}" for why in add[action]]
+    if remove:
+        lines.append("  actions to REMOVE (the role allows them, no code path needs them):")
+        lines += [f"    - {pattern}" for pattern in remove]
+    if problems:
+        lines.append("  could not derive:")
+        lines += [f"    ! {p}" for p in sorted(set(problems))]
+    return "\n".join(lines)
+
+
+# --- Tests ----------------------------------------------------------------------------------------
+
+@pytest.fixture(autouse=True)
+def fresh_state():
+    """Overrides conftest's: these tests read files only, no moto server to start or reset."""
+    yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def every_body_fits():
+    """Overrides conftest's: no CloudFormation stand-in either."""
+    yield
+
+
+ROLES, TEMPLATE_PROBLEMS, UNCOVERED = deployed_crates()
+
+
+def test_every_function_has_a_crate_and_a_template_role():
+    assert not TEMPLATE_PROBLEMS, "provider.yaml functions that cannot be checked:\n" + "\n".join(TEMPLATE_PROBLEMS)
+    assert ROLES, "no AWS::Lambda::Function of provider.yaml runs a functions/<crate> binary"
+    for note in UNCOVERED:
+        warnings.warn(note)
+
+
+@pytest.mark.parametrize("role", sorted(ROLES))
+def test_role_grants_exactly_what_the_code_needs(role):
+    report = role_report(role, ROLES[role])
+    if UNCOVERED and report:
+        report += "\n  (not checked: " + "; ".join(UNCOVERED) + ")"
+    if report:
+        pytest.fail("\n" + report, pytrace=False)
