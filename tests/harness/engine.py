@@ -24,7 +24,10 @@ in-process, and nothing else:
   physical id on Update is a replacement whose old id gets a Delete during cleanup;
 - Lambda functions run for real: the zip moto stores is unpacked and its `bootstrap` run behind
   the Lambda Runtime API (harness.lambda_service.LocalLambda), with the function's timeout and
-  environment; moto's Invoke API is routed there too.
+  environment; moto's Invoke API is routed there too;
+- AWS rules moto does not enforce (harness.engine_rules): physical-name limits, given or generated;
+  native resources replaced when create-only properties change (new one first, old one in
+  cleanup; refused for a custom name that stays); an ALB's two zones; the template's Rules.
 
 Pinned to one moto version (MOTO_VERSION): the patched internals change between releases.
 """
@@ -42,6 +45,7 @@ import uuid
 import zipfile
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Optional
 from urllib.parse import urlparse
 
@@ -55,9 +59,11 @@ from moto.cloudformation import responses as cfn_responses
 from moto.cloudformation.exceptions import ValidationError
 from moto.cloudformation.utils import generate_changeset_id, generate_stack_id, validate_create_change_set
 from moto.core.responses import ActionResult, EmptyResult
+from moto.ec2.exceptions import InvalidSubnetIdError
 from moto.ec2.models import ec2_backends
 from moto.s3.models import s3_backends
 
+from . import engine_rules
 from .lambda_service import LocalLambda
 from .net import QuietHTTPServer
 
@@ -352,6 +358,92 @@ class Context:
         raise ResourceFailed(f"the local engine does not implement {key}")
 
 
+class RuleContext(Context):
+    """Evaluates the template's Rules section: parameters and pseudo parameters only, with the
+    rule-specific functions besides Equals/Not/And/Or/If."""
+
+    def ref(self, name: str) -> Any:
+        if name in self.pseudo or name in self.values:
+            return super().ref(name)
+        raise ValidationError(message=f"Template format error: Unresolved dependencies [{name}]. Rules can only refer to parameters")
+
+    def function(self, key: str, arg: Any) -> Any:
+        if key in ("Fn::Equals", "Fn::Not", "Fn::And", "Fn::Or", "Fn::If"):
+            return super().function(key, arg)
+        if key == "Fn::Contains":
+            items, value = self.resolve(arg[0]), self.resolve(arg[1])
+            return str(value) in [str(item) for item in items]
+        if key == "Fn::EachMemberEquals":
+            items, value = self.resolve(arg[0]), self.resolve(arg[1])
+            return all(str(item) == str(value) for item in items)
+        if key == "Fn::EachMemberIn":
+            items, allowed = self.resolve(arg[0]), [str(a) for a in self.resolve(arg[1])]
+            return all(str(item) in allowed for item in items)
+        if key == "Fn::RefAll":
+            return [resource.id for resource in self._all(self.resolve(arg))]
+        if key == "Fn::ValueOf":
+            name, attribute = self.resolve(arg[0]), self.resolve(arg[1])
+            kind = ((self.template.get("Parameters") or {}).get(name) or {}).get("Type", "String")
+            value = self.ref(name)
+            if isinstance(value, list):
+                return [self._attribute(kind, item, attribute) for item in value]
+            return self._attribute(kind, value, attribute)
+        if key == "Fn::ValueOfAll":
+            kind, attribute = self.resolve(arg[0]), self.resolve(arg[1])
+            values = []
+            for name, spec in (self.template.get("Parameters") or {}).items():
+                if spec.get("Type") in (kind, f"List<{kind}>") and name in self.values:
+                    value = self.values[name]
+                    values += [self._attribute(kind, item, attribute) for item in (value if isinstance(value, list) else [value])]
+            return values
+        raise ValidationError(message=f"Template error: {key} cannot be used in the Rules section (or the local engine does not implement it)")
+
+    def _all(self, kind: str) -> list:
+        kind = kind[5:-1] if kind.startswith("List<") else kind
+        ec2 = ec2_backends[self.account][self.region]
+        found = {"AWS::EC2::VPC::Id": ec2.describe_vpcs, "AWS::EC2::Subnet::Id": ec2.describe_subnets,
+                 "AWS::EC2::SecurityGroup::Id": ec2.describe_security_groups}.get(kind)
+        if found is None:
+            raise ValidationError(message=f"the local engine (moto {MOTO_VERSION}) cannot list values of type {kind} for a rule")
+        return list(found())
+
+    def _attribute(self, kind: str, value: str, attribute: str) -> Any:
+        """Fn::ValueOf's attributes of an EC2 parameter value: VpcId, AvailabilityZone, Tags.<key>."""
+        kind = kind[5:-1] if kind.startswith("List<") else kind
+        resource = next((r for r in self._all(kind) if r.id == value), None)
+        if resource is None:
+            raise ValidationError(message=f"Parameter value {value} of type {kind} does not exist")
+        if attribute.startswith("Tags."):
+            return {tag["key"]: tag["value"] for tag in resource.get_tags()}.get(attribute[5:])
+        fields = {"VpcId": "vpc_id", "AvailabilityZone": "availability_zone"}
+        if attribute not in fields or not hasattr(resource, fields[attribute]):
+            raise ValidationError(message=f"the local engine (moto {MOTO_VERSION}) cannot read {attribute} of {kind} in a rule")
+        return getattr(resource, fields[attribute])
+
+
+def check_rules(engine: "Engine", stack, template: dict, values: dict) -> None:
+    """The template's Rules, before anything changes: a false assertion refuses the operation with
+    its AssertDescription; a rule whose RuleCondition is false is skipped."""
+    ctx = RuleContext(engine, stack, template, values, {})
+    for name, rule in (template.get("Rules") or {}).items():
+        if "RuleCondition" in rule and not ctx.resolve(rule["RuleCondition"]):
+            continue
+        for assertion in rule.get("Assertions") or []:
+            if not ctx.resolve(assertion.get("Assert")):
+                raise ValidationError(message=assertion.get("AssertDescription") or f"Template error: rule {name} failed")
+
+
+def pending_stack(backend, name: str):
+    """What a rule sees of a stack that CreateStack has not made yet."""
+    return SimpleNamespace(region_name=backend.region_name, account_id=backend.account_id, stack_id="", name=name)
+
+
+def generated_name(resource_type: str, stack_name: str, logical_id: str) -> str:
+    """A physical name as CloudFormation makes one up, within the type's limits."""
+    return engine_rules.generate_name(resource_type, stack_name, logical_id) \
+        or cfn_parsing.generate_resource_name(resource_type, stack_name, logical_id)
+
+
 # ---------------------------------------------------------------------------------------------
 # Parameters
 # ---------------------------------------------------------------------------------------------
@@ -582,6 +674,7 @@ class Engine:
             raise cfn_models.AlreadyExistsException(f"Stack [{name}] already exists")
         template = parse_template(body)
         raw, values, no_echo = resolve_parameters(template, parameters)
+        check_rules(self, pending_stack(backend, name), template, values)
         stack = self._new_stack(backend, name, tags)
         self._run(lambda: self.create(stack, body, template, raw, values, no_echo), stack)
         return stack
@@ -593,6 +686,7 @@ class Engine:
         given = {p["ParameterKey"]: p["ParameterValue"] for p in incoming if "ParameterValue" in p}
         previous = frozenset(p["ParameterKey"] for p in incoming if p.get("UsePreviousValue"))
         raw, values, no_echo = resolve_parameters(template, given, stack.engine.raw_params, previous)
+        check_rules(self, stack, template, values)
         if template == stack.engine.template and raw == stack.engine.raw_params:
             raise ValidationError(stack.name, message="No updates are to be performed.")
         self._run(lambda: self.update(stack, body, template, raw, values, no_echo), stack)
@@ -697,7 +791,12 @@ class Engine:
             raise ResourceFailed(f"the local engine (moto {MOTO_VERSION}) cannot create {resource_type}")
         name_property = cfn_parsing.resource_name_property_from_type(resource_type)
         name = props.get(name_property) if name_property else None
-        name = name or cfn_parsing.generate_resource_name(resource_type, stack.name, logical_id)
+        problem = engine_rules.name_problem(resource_type, name_property, name) if name else None
+        if problem:
+            raise ResourceFailed(problem)
+        name = name or generated_name(resource_type, stack.name, logical_id)
+        if resource_type == "AWS::ElasticLoadBalancingV2::LoadBalancer":
+            self._check_zones(stack, props)
         try:
             resource = model.create_from_cloudformation_json(
                 name, {"Type": resource_type, "Properties": copy.deepcopy(props)}, stack.account_id,
@@ -708,6 +807,19 @@ class Engine:
         resource.logical_resource_id = logical_id
         self._tag(stack, logical_id, resource)
         return resource
+
+    def _check_zones(self, stack, props) -> None:
+        """An Application Load Balancer needs subnets in two Availability Zones; moto takes one."""
+        if props.get("Type", "application") != "application":
+            return
+        subnets = list(props.get("Subnets") or []) + [m.get("SubnetId") for m in props.get("SubnetMappings") or []]
+        ec2 = ec2_backends[stack.account_id][stack.region_name]
+        try:
+            zones = {ec2.get_subnet(subnet).availability_zone for subnet in subnets}
+        except InvalidSubnetIdError:
+            return  # moto refuses an unknown subnet itself
+        if len(zones) < 2:
+            raise ResourceFailed(engine_rules.TWO_ZONES)
 
     def _tag(self, stack, logical_id, resource) -> None:
         from moto.ec2.models.core import TaggedEC2Resource
@@ -762,16 +874,20 @@ class Engine:
             raise ResourceFailed(f"TemplateURL {url}: {_message(error)}")
 
     def _child_template(self, stack, props) -> tuple:
-        """(body, template, raw, values, no_echo) of a nested stack resource's properties."""
+        """(body, template, raw, values, no_echo) of a nested stack resource's properties, its
+        Rules checked against `stack` (the child, or what it will be)."""
         body = self.fetch_template(stack, props.get("TemplateURL", ""))
         template = parse_template(body)
         given = {k: (",".join(v) if isinstance(v, list) else str(v)) for k, v in (props.get("Parameters") or {}).items()}
-        return (body, template, *resolve_parameters(template, given))
+        raw, values, no_echo = resolve_parameters(template, given)
+        check_rules(self, stack, template, values)
+        return body, template, raw, values, no_echo
 
     def _create_child(self, parent, logical_id, props):
-        body, template, raw, values, no_echo = self._child_template(parent, props)
+        backend = self.backend(parent.account_id, parent.region_name)
         name = cfn_parsing.generate_resource_name(NESTED, parent.name, logical_id)
-        child = self._new_stack(self.backend(parent.account_id, parent.region_name), name, dict(parent.tags), parent=parent)
+        body, template, raw, values, no_echo = self._child_template(pending_stack(backend, name), props)
+        child = self._new_stack(backend, name, dict(parent.tags), parent=parent)
         self.create(child, body, template, raw, values, no_echo)
         if child.status != "CREATE_COMPLETE":
             raise ResourceFailed(f"Embedded stack {child.stack_id} was not successfully created: {child.stack_status_reason}")
@@ -842,6 +958,9 @@ class Engine:
             return
         if props == old_props.get(logical_id):
             return
+        if engine_rules.requires_replacement(resource_type, old_props.get(logical_id), props):
+            self._replace(stack, logical_id, spec, current, old_props.get(logical_id), props, actions, cleanup)
+            return
         self.event(stack, logical_id, current.physical_resource_id, resource_type, "UPDATE_IN_PROGRESS")
         try:
             resource = self._do_update(stack, logical_id, resource_type, current, old_props.get(logical_id), props)
@@ -863,6 +982,29 @@ class Engine:
         else:
             self.event(stack, logical_id, resource.physical_resource_id, resource_type, "UPDATE_COMPLETE")
 
+    def _replace(self, stack, logical_id, spec, current, old_props, props, actions, cleanup) -> None:
+        """A native resource whose create-only properties changed is replaced as CloudFormation does
+        it: the new one first (under a new name), the old one deleted in cleanup; refused when the
+        template names it and the name stays, since both cannot exist at once."""
+        resource_type = spec["Type"]
+        name_property = cfn_parsing.resource_name_property_from_type(resource_type)
+        name = props.get(name_property) if name_property else None
+        if name and name == (old_props or {}).get(name_property):
+            reason = engine_rules.custom_name_replacement(name)
+            self.event(stack, logical_id, current.physical_resource_id, resource_type, "UPDATE_FAILED", reason)
+            raise ResourceFailed(f"The following resource(s) failed to update: [{logical_id}]. {reason}")
+        self.event(stack, logical_id, current.physical_resource_id, resource_type, "UPDATE_IN_PROGRESS", engine_rules.REPLACING)
+        try:
+            resource = self._do_create(stack, logical_id, resource_type, spec, props)
+        except (ResourceFailed, ValidationError) as error:
+            self.event(stack, logical_id, current.physical_resource_id, resource_type, "UPDATE_FAILED", _message(error))
+            raise ResourceFailed(f"The following resource(s) failed to update: [{logical_id}]. {_message(error)}")
+        stack.engine.resources[logical_id] = resource
+        stack.engine.props[logical_id] = props
+        actions.append(("create", logical_id, resource, None, props))
+        cleanup.append((logical_id, current, old_props))
+        self.event(stack, logical_id, resource.physical_resource_id, resource_type, "UPDATE_COMPLETE")
+
     def _do_update(self, stack, logical_id, resource_type, current, old_props, props) -> Any:
         if is_custom(resource_type):
             answer = self.custom_request(stack, logical_id, resource_type, "Update", props,
@@ -876,7 +1018,7 @@ class Engine:
             raise ResourceFailed(f"the local engine (moto {MOTO_VERSION}) cannot update {resource_type} {logical_id} in place")
         name_property = cfn_parsing.resource_name_property_from_type(resource_type)
         name = (props.get(name_property) if name_property else None) or getattr(current, "name", None) \
-            or cfn_parsing.generate_resource_name(resource_type, stack.name, logical_id)
+            or generated_name(resource_type, stack.name, logical_id)
         try:
             resource = model.update_from_cloudformation_json(
                 original_resource=current, new_resource_name=name,
@@ -1207,6 +1349,7 @@ def _create_change_set_response(engine: Engine):
         previous = frozenset(p["ParameterKey"] for p in incoming if p.get("UsePreviousValue"))
         prior = existing.engine.raw_params if kind == "UPDATE" else None
         raw, values, no_echo = resolve_parameters(template, given, prior, previous if kind == "UPDATE" else frozenset())
+        check_rules(engine, existing if kind == "UPDATE" else pending_stack(backend, stack_name), template, values)
         if kind == "UPDATE":
             engine._check_updatable(existing)
             stack = existing
