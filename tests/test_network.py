@@ -56,6 +56,8 @@ def test_create_then_nat_layout_single_peraz_none_single_in_place_then_delete_le
     data = created.data
     assert data["VpcId"] == vpc_id and data["VpcCidrBlock"] == "10.0.0.0/16"
     assert data["AvailabilityZones"] == "us-east-1a,us-east-1b,us-east-1c"
+    zone_ids = {z["ZoneName"]: z["ZoneId"] for z in ec2.describe_availability_zones()["AvailabilityZones"]}
+    assert data["AvailabilityZoneIds"] == ",".join(zone_ids[z] for z in data["AvailabilityZones"].split(","))
     subnets = {s["SubnetId"]: s for s in ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["Subnets"]}
     private = data["PrivateSubnetIds"].split(",")
     public = data["PublicSubnetIds"].split(",")
@@ -167,16 +169,46 @@ def test_bad_input_fails_naming_the_property_and_creates_nothing(network, ec2, p
     assert footprint(ec2) == before
 
 
-def test_more_zones_than_the_region_has_fails_naming_the_property(cfn, network_function_in_a_two_zone_region, moto):
+def test_more_zones_than_the_region_runs_fargate_in_fails_naming_the_property(cfn, network_function_in_a_two_zone_region, moto):
+    # moto's us-west-1 has two zones, us-west-1a (usw1-az3) and us-west-1b (usw1-az2); AWS runs
+    # Fargate in usw1-az1 and usw1-az3 only, so one zone is usable.
     ec2 = moto.client("ec2")
     west = moto.client("ec2", region="us-west-1")
+    zones = {z["ZoneName"]: z["ZoneId"] for z in west.describe_availability_zones()["AvailabilityZones"]}
+    assert zones == {"us-west-1a": "usw1-az3", "us-west-1b": "usw1-az2"}
     before = footprint(west)
     network = Resource(cfn, network_function_in_a_two_zone_region, "Network", resource_type="Custom::Network")
-    answer = network.create({"Name": "dev", "AvailabilityZoneCount": 3})
+    answer = network.create({"Name": "dev", "AvailabilityZoneCount": 2})
     assert answer.status == "FAILED"
-    assert answer.reason.startswith("Create failed: invalid property AvailabilityZoneCount: this region has only 2"), answer.reason
+    assert answer.reason.startswith("Create failed: invalid property AvailabilityZoneCount: this region has only 1 zone(s) that run Fargate"), answer.reason
+    assert "usw1-az3 (us-west-1a)" in answer.reason
+    answer = network.create({"Name": "dev", "AvailabilityZoneCount": 2, "AvailabilityZoneIds": "usw1-az3,usw1-az2"})
+    assert answer.status == "FAILED"
+    assert "invalid property AvailabilityZoneIds: Fargate does not run in usw1-az2 (us-west-1b)" in answer.reason
     assert footprint(west) == before
     assert footprint(ec2) == EMPTY
+
+
+def test_nat_gateways_beyond_the_elastic_ip_quota_fail_before_anything_is_created(network, ec2, proxy):
+    quota = int(ec2.describe_account_attributes(AttributeNames=["vpc-max-elastic-ips"])
+                ["AccountAttributes"][0]["AttributeValues"][0]["AttributeValue"])
+    taken = [ec2.allocate_address(Domain="vpc")["AllocationId"] for _ in range(quota - 1)]
+    before = footprint(ec2)
+    answer = network.create({"Name": "dev", "AvailabilityZoneCount": 3, "NatGateways": "PerAz"})
+    assert answer.status == "FAILED"
+    assert "invalid property NatGateways: needs 3 new Elastic IP address(es)" in answer.reason, answer.reason
+    assert f"uses {quota - 1} of its {quota}" in answer.reason and "only 1 are free" in answer.reason
+    assert footprint(ec2) == before
+    # Single fits in the one free address
+    created = network.create({"Name": "dev", "AvailabilityZoneCount": 3, "NatGateways": "Single"})
+    assert created.ok, created.reason
+    # and a later change to PerAz is refused the same way, leaving the network as it was
+    changed = network.update({"Name": "dev", "AvailabilityZoneCount": 3, "NatGateways": "PerAz"})
+    assert changed.status == "FAILED" and "needs 2 new Elastic IP" in changed.reason, changed.reason
+    assert len(ec2.describe_addresses()["Addresses"]) == quota
+    network.delete()
+    for allocation in taken:
+        ec2.release_address(AllocationId=allocation)
 
 
 def test_delete_of_a_vpc_holding_a_foreign_security_group_fails_naming_it_and_deletes_nothing(network, ec2):

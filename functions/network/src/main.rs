@@ -6,6 +6,7 @@ mod layout;
 mod properties;
 mod resource;
 mod state;
+mod zones;
 
 use aws_config::BehaviorVersion;
 

@@ -40,6 +40,10 @@ pub struct NetworkProperties {
     /// Default 2. 1 to 6, at most the region's AZs. Replacement.
     #[serde(default = "two", deserialize_with = "de::number")]
     pub availability_zone_count: u8,
+    /// Default: chosen. Zone ids (`use1-az1`) to build in, exactly AvailabilityZoneCount of them,
+    /// each offering Fargate; list or comma-joined. Replacement.
+    #[serde(default, deserialize_with = "de::string_list")]
+    pub availability_zone_ids: Vec<String>,
     /// Default Single. None, Single or PerAz. In place.
     #[serde(default)]
     pub nat_gateways: NatGateways,
@@ -70,6 +74,7 @@ impl NetworkProperties {
     pub fn needs_replacement(&self, new: &NetworkProperties) -> bool {
         self.cidr_block != new.cidr_block
             || self.availability_zone_count != new.availability_zone_count
+            || self.availability_zone_ids != new.availability_zone_ids
     }
 }
 

@@ -11,6 +11,7 @@ use crate::state::{
     discover, filter, DefaultRoute, Eip, Igw, Nat, RouteTable, State, Subnet, TAG_AZ, TAG_LOGICAL,
     TAG_REQUEST, TAG_ROLE, TAG_STACK, TAG_VPC,
 };
+use crate::zones;
 use aws_sdk_ec2::types::{
     AttributeBooleanValue, AvailabilityZoneOptInStatus, DomainType, ResourceType, Tag as Ec2Tag,
     TagSpecification,
@@ -132,21 +133,35 @@ fn nat_for(mode: NatGateways, azs: &[String], az: &str) -> Option<String> {
     }
 }
 
+/// The EC2 account attribute holding the Elastic IP quota ("EC2-VPC Elastic IPs", Service
+/// Quotas code L-0263D0A3; 5 per region by default).
+pub const EIP_QUOTA_ATTRIBUTE: &str = "vpc-max-elastic-ips";
+
+/// Why the new NAT gateways cannot get their addresses, or None when the quota has room.
+pub fn address_shortfall(needed: usize, in_use: usize, quota: usize) -> Option<String> {
+    let free = quota.saturating_sub(in_use);
+    (needed > free).then(|| {
+        format!(
+            "needs {needed} new Elastic IP address(es) for its NAT gateways, but the account uses {in_use} of its {quota} in this region ({EIP_QUOTA_ATTRIBUTE}; Service Quotas: Amazon EC2, \"EC2-VPC Elastic IPs\", L-0263D0A3), so only {free} are free. Release unused addresses, request a higher quota, or use fewer NAT gateways (NatGateways=Single, or None with VPC endpoints). Nothing was created or changed"
+        )
+    })
+}
+
 impl Network {
     pub fn new(ec2: aws_sdk_ec2::Client) -> Self {
         Self { ec2 }
     }
 
-    /// The first `count` AZs of the region by name, skipping opt-in zones, Local Zones and
-    /// Wavelength Zones.
-    async fn zones(&self, count: u8) -> Result<Vec<String>, NetworkError> {
+    /// The zones to build in ([`zones::choose_zones`]): the explicit `AvailabilityZoneIds`, or
+    /// the first `AvailabilityZoneCount` standard zones by name that run Fargate.
+    async fn zones(&self, props: &NetworkProperties) -> Result<Vec<String>, NetworkError> {
         let answer = self
             .ec2
             .describe_availability_zones()
             .send()
             .await
             .map_err(NetworkError::ec2("DescribeAvailabilityZones"))?;
-        let mut zones: Vec<String> = answer
+        let offered: Vec<zones::Zone> = answer
             .availability_zones()
             .iter()
             .filter(|z| {
@@ -155,22 +170,74 @@ impl Network {
             })
             .filter(|z| z.zone_type().is_none_or(|t| t == "availability-zone"))
             .filter(|z| z.state().is_none_or(|s| s.as_str() == "available"))
-            .filter_map(|z| z.zone_name().map(str::to_owned))
+            .filter_map(|z| {
+                Some(zones::Zone {
+                    name: z.zone_name()?.to_owned(),
+                    id: z.zone_id().unwrap_or_default().to_owned(),
+                    region: z.region_name().unwrap_or_default().to_owned(),
+                })
+            })
             .collect();
-        zones.sort();
-        if zones.len() < count as usize {
-            return Err(NetworkError::Property {
-                property: "AvailabilityZoneCount",
-                message: format!(
-                    "this region has only {} availability zones that need no opt-in ({}); use {} or fewer",
-                    zones.len(),
-                    zones.join(", "),
-                    zones.len()
-                ),
-            });
+        zones::choose_zones(
+            &offered,
+            props.availability_zone_count as usize,
+            &props.availability_zone_ids,
+        )
+        .map(|zones| zones.into_iter().map(|z| z.name).collect())
+        .map_err(|(property, message)| NetworkError::Property { property, message })
+    }
+
+    /// Fails before anything is made when `needed` new addresses do not fit the quota.
+    async fn check_address_quota(&self, needed: usize) -> Result<(), NetworkError> {
+        if needed == 0 {
+            return Ok(());
         }
-        zones.truncate(count as usize);
-        Ok(zones)
+        let (attributes, addresses) = futures::try_join!(
+            async {
+                self.ec2
+                    .describe_account_attributes()
+                    .attribute_names(aws_sdk_ec2::types::AccountAttributeName::from(
+                        EIP_QUOTA_ATTRIBUTE,
+                    ))
+                    .send()
+                    .await
+                    .map_err(NetworkError::ec2("DescribeAccountAttributes"))
+            },
+            async {
+                self.ec2
+                    .describe_addresses()
+                    .send()
+                    .await
+                    .map_err(NetworkError::ec2("DescribeAddresses"))
+            },
+        )?;
+        let quota = attributes
+            .account_attributes()
+            .iter()
+            .filter(|a| a.attribute_name() == Some(EIP_QUOTA_ATTRIBUTE))
+            .flat_map(|a| a.attribute_values())
+            .find_map(|v| v.attribute_value()?.parse::<usize>().ok());
+        let Some(quota) = quota else {
+            info!(
+                "the account did not report {EIP_QUOTA_ATTRIBUTE}; not checking the address quota"
+            );
+            return Ok(());
+        };
+        match address_shortfall(needed, addresses.addresses().len(), quota) {
+            Some(message) => Err(NetworkError::Property {
+                property: "NatGateways",
+                message,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Addresses the wanted NAT gateways still need (no live NAT and no spare address of ours).
+    fn addresses_needed(&self, state: &State, wanted_nats: &[String]) -> usize {
+        wanted_nats
+            .iter()
+            .filter(|az| state.live_nat(az).is_none() && self.spare_eip(state, az).is_none())
+            .count()
     }
 
     /// Tags that mark what this request created (a redelivered Create looks for them).
@@ -223,12 +290,14 @@ impl Network {
         let owner = Owner { ctx, props };
         // Round 1: what this request already made, and the region's zones.
         let started = std::time::Instant::now();
-        let (vpc, igw, azs) = futures::try_join!(
-            self.find_vpc(ctx),
-            self.find_igw(ctx),
-            self.zones(props.availability_zone_count),
-        )?;
+        let (vpc, igw, azs) =
+            futures::try_join!(self.find_vpc(ctx), self.find_igw(ctx), self.zones(props),)?;
         log_round("lookup", 3, started);
+        if vpc.is_none() {
+            // Nothing exists yet: refuse now rather than with a half-built network.
+            self.check_address_quota(desired_nat_azs(props.nat_gateways, &azs).len())
+                .await?;
+        }
         let cidr = props.cidr_block.to_string();
         // Round 2: the VPC and the internet gateway, concurrently.
         let started = std::time::Instant::now();
@@ -406,9 +475,15 @@ impl Network {
                             field: "SubnetId",
                         },
                     )?;
+                    let az_id = created
+                        .subnet()
+                        .and_then(|s| s.availability_zone_id())
+                        .unwrap_or_default()
+                        .to_owned();
                     Ok(Effect::Subnet(Subnet {
                         id: id.to_owned(),
                         az,
+                        az_id,
                         public,
                     }))
                 }));
@@ -1111,7 +1186,7 @@ impl Network {
             .into_iter()
             .collect();
         if azs.len() != props.availability_zone_count as usize {
-            azs = self.zones(props.availability_zone_count).await?;
+            azs = self.zones(props).await?;
         }
         Ok(azs)
     }
@@ -1132,6 +1207,8 @@ impl Network {
             )));
         }
         let azs = self.existing_zones(&state, new).await?;
+        let needed = self.addresses_needed(&state, &desired_nat_azs(new.nat_gateways, &azs));
+        self.check_address_quota(needed).await?;
         let retag = old.map(|old| {
             let kept: BTreeSet<&String> = new.tags.iter().map(|t| &t.key).collect();
             let removed: Vec<String> = old
@@ -1263,6 +1340,14 @@ fn data(azs: &[String], state: &State, id: PhysicalId) -> Completion {
         .data("VpcId", &state.vpc_id)
         .data("VpcCidrBlock", &state.cidr)
         .data("AvailabilityZones", join(azs.to_vec()))
+        .data(
+            "AvailabilityZoneIds",
+            join(
+                azs.iter()
+                    .filter_map(|az| state.subnet(az, true).map(|s| s.az_id.clone()))
+                    .collect(),
+            ),
+        )
         .data("PublicSubnetIds", join(public))
         .data("PrivateSubnetIds", join(private))
         .data(
@@ -1348,7 +1433,7 @@ impl Resource for Network {
         match request {
             Request::Create { properties } => {
                 let state = discover(&self.ec2, &saved.vpc_id).await?;
-                let azs = self.zones(properties.availability_zone_count).await?;
+                let azs = self.zones(properties).await?;
                 let owner = Owner {
                     ctx,
                     props: properties,
@@ -1357,7 +1442,7 @@ impl Resource for Network {
             }
             Request::Update { old, new, .. } if old.needs_replacement(new) => {
                 let state = discover(&self.ec2, &saved.vpc_id).await?;
-                let azs = self.zones(new.availability_zone_count).await?;
+                let azs = self.zones(new).await?;
                 let owner = Owner { ctx, props: new };
                 let outcome = self.reconcile(&owner, &azs, state, false, None).await?;
                 Ok(as_replacement(&saved.vpc_id, outcome))
@@ -1386,6 +1471,17 @@ mod tests {
             "us-east-1b".into(),
             "us-east-1c".into(),
         ]
+    }
+
+    #[test]
+    fn new_nat_addresses_beyond_the_quota_are_refused_naming_quota_and_numbers() {
+        assert_eq!(address_shortfall(2, 3, 5), None);
+        assert_eq!(address_shortfall(0, 5, 5), None);
+        let message = address_shortfall(3, 3, 5).unwrap();
+        assert!(message.contains("needs 3 new Elastic IP"), "{message}");
+        assert!(message.contains("uses 3 of its 5"), "{message}");
+        assert!(message.contains("only 2 are free"), "{message}");
+        assert!(message.contains("L-0263D0A3"), "{message}");
     }
 
     #[test]

@@ -26,6 +26,8 @@ fn tag<'a>(tags: &'a [Ec2Tag], key: &str) -> Option<&'a str> {
 pub struct Subnet {
     pub id: String,
     pub az: String,
+    /// The zone's id (`use1-az1`): the same physical zone in every account, unlike its name.
+    pub az_id: String,
     pub public: bool,
 }
 
@@ -176,6 +178,7 @@ pub async fn discover(ec2: &aws_sdk_ec2::Client, vpc_id: &str) -> Result<State, 
             Some(role @ ("public-subnet" | "private-subnet")) => state.subnets.push(Subnet {
                 id,
                 az: subnet.availability_zone().unwrap_or_default().to_owned(),
+                az_id: subnet.availability_zone_id().unwrap_or_default().to_owned(),
                 public: role == "public-subnet",
             }),
             _ => state.foreign.push(format!("subnet {id}")),
