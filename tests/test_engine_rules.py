@@ -176,6 +176,27 @@ def test_a_failed_update_after_a_replacement_deletes_the_new_resource_and_keeps_
     assert [(g["TargetGroupArn"], g["Port"]) for g in groups(engine, "undo")] == [(old, 80)]
 
 
+def test_a_task_definition_change_registers_a_new_revision_first_and_a_rollback_deregisters_it(engine):
+    cfn, ecs = engine.client("cloudformation"), engine.client("ecs")
+
+    def definition(image: str) -> dict:
+        return {"Type": "AWS::ECS::TaskDefinition", "Properties": {
+            "Family": "rules-td", "ContainerDefinitions": [{"Name": "app", "Image": image, "Memory": 128}]}}
+
+    def active() -> list:
+        arns = ecs.list_task_definitions(familyPrefix="rules-td", status="ACTIVE")["taskDefinitionArns"]
+        return [arn.rsplit(":", 1)[1] for arn in arns]
+
+    logs = {"Type": "AWS::Logs::LogGroup", "DependsOn": "Task", "Properties": {"LogGroupName": "/rules/td"}}
+    deploy(cfn, "revisions", {"Task": definition("app:1"), "Logs": logs})
+    assert update(cfn, "revisions", {"Task": definition("app:2"), "Logs": logs})["StackStatus"] == "UPDATE_COMPLETE"
+    assert active() == ["2"]
+    broken = dict(logs, Properties={"LogGroupName": "/rules/not valid"})
+    assert update(cfn, "revisions", {"Task": definition("app:3"), "Logs": broken})["StackStatus"] == "UPDATE_ROLLBACK_COMPLETE"
+    assert active() == ["2"]
+    assert physical_id(cfn, "revisions", "Task").endswith(":2")
+
+
 def groups(engine, stack: str) -> list:
     """The target groups in the stack's VPC (the engine is shared by this module's tests)."""
     vpc = physical_id(engine.client("cloudformation"), stack, "Vpc")

@@ -122,6 +122,12 @@ REPLACEMENT = {
     "AWS::ElasticLoadBalancingV2::Listener": {"LoadBalancerArn"},
     "AWS::EC2::SecurityGroup": {"GroupDescription", "GroupName", "VpcId"},
     "AWS::ECS::Cluster": {"ClusterName"},
+    # Every property but Tags: a new revision first, the old one deregistered in cleanup (or the new
+    # one on rollback).
+    "AWS::ECS::TaskDefinition": {"Family", "ContainerDefinitions", "Cpu", "EnableFaultInjection", "ExecutionRoleArn",
+                                 "InferenceAccelerators", "Memory", "NetworkMode", "PlacementConstraints",
+                                 "ProxyConfiguration", "RequiresCompatibilities", "RuntimePlatform", "TaskRoleArn",
+                                 "Volumes", "PidMode", "IpcMode", "EphemeralStorage"},
     "AWS::ECR::Repository": {"RepositoryName", "EncryptionConfiguration"},
     "AWS::Logs::LogGroup": {"LogGroupName"},
     "AWS::Lambda::Function": {"FunctionName", "PackageType", "TenancyConfig"},
