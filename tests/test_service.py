@@ -25,16 +25,18 @@ def world(aws):
     vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
     subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24")["Subnet"]["SubnetId"] for i in (1, 2)]
     group = ec2.create_security_group(GroupName="app", Description="app", VpcId=vpc)["GroupId"]
+    # An account that has run ECS before: the cluster's capacity providers need this role.
+    aws["iam"].create_service_linked_role(AWSServiceName="ecs.amazonaws.com")
     ecs.create_cluster(clusterName="app", capacityProviders=["FARGATE", "FARGATE_SPOT"])
     aws["iam"].create_role(RoleName="web-execution", AssumeRolePolicyDocument=json.dumps({
         "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}]}))
     aws["ssm"].put_parameter(Name=SECRET, Value="postgres://db", Type="SecureString")
 
-    def task_definition(family="web", secret=SECRET):
+    def task_definition(family="web", secret=SECRET, image="nginx"):
         return ecs.register_task_definition(
             family=family, networkMode="awsvpc", requiresCompatibilities=["FARGATE"], cpu="256", memory="512",
             executionRoleArn=EXEC_ROLE,
-            containerDefinitions=[{"name": "web", "image": "nginx", "memory": 512, "portMappings": [{"containerPort": 80}],
+            containerDefinitions=[{"name": "web", "image": image, "memory": 512, "portMappings": [{"containerPort": 80}],
                                    "secrets": [{"name": "DATABASE_URL", "valueFrom": secret}]}],
         )["taskDefinition"]["taskDefinitionArn"]
 
@@ -140,7 +142,7 @@ def test_a_missing_secret_parameter_fails_naming_it_and_creates_no_service(servi
     assert sent(proxy, "CreateService") == []
 
 
-def test_the_execution_roles_access_to_secrets_is_simulated_and_the_service_linked_role_made(service, world, proxy, service_function):
+def test_the_execution_roles_access_to_secrets_is_simulated_and_the_existing_service_linked_role_left_alone(service, world, proxy, service_function):
     proxy.clear()
     assert service.create(props(world)).ok
     simulations = sent(proxy, "SimulatePrincipalPolicy")
@@ -151,8 +153,61 @@ def test_the_execution_roles_access_to_secrets_is_simulated_and_the_service_link
     assert simulations[0]["ResourceArns.member.1"] == f"arn:aws:ssm:us-east-1:{ACCOUNT}:parameter/app/dev/database-url"
     # moto has no SimulatePrincipalPolicy: the check is skipped with a warning, not a failure.
     assert "could not simulate the execution role" in service_function.logs()
-    assert sent(proxy, "CreateServiceLinkedRole")[0]["AWSServiceName"] == "ecs.amazonaws.com"
+    assert sent(proxy, "GetRole")[0]["RoleName"] == "AWSServiceRoleForECS"
+    assert sent(proxy, "CreateServiceLinkedRole") == []
     service.delete()
+
+
+REPOSITORY = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/web"
+MANIFEST = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                       "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 1,
+                                  "digest": "sha256:" + "2" * 64}, "layers": []})
+
+
+def test_a_new_service_whose_image_is_not_pushed_runs_no_task_until_a_deploy_with_a_pushed_tag(service, world, moto, aws, proxy):
+    ecr = moto.client("ecr")
+    ecr.create_repository(repositoryName="web")
+    world["task_definition"](family="web-v1", image=f"{REPOSITORY}:v1")   # web-v1:1
+    world["task_definition"](family="web-v2", image=f"{REPOSITORY}:v2")   # web-v2:1
+    proxy.clear()
+    created = service.create(props(world, TaskDefinition="web-v1:1", DesiredCount=2))
+    assert created.ok, created.reason
+    assert created.data["AwaitingImage"] == "web:v1"
+    assert sent(proxy, "CreateService")[0]["desiredCount"] == 0
+    assert {"key": "custom-resource:awaiting-image", "value": "web:v1"} in sent(proxy, "CreateService")[0]["tags"]
+    # still not pushed: an update keeps it at no task
+    proxy.clear()
+    again = service.update(props(world, TaskDefinition="web-v1:1", DesiredCount=3))
+    assert again.ok and again.data["AwaitingImage"] == "web:v1"
+    assert all("desiredCount" not in request for request in sent(proxy, "UpdateService"))
+    # pushed: the next deploy runs the template's count and clears the mark
+    ecr.put_image(repositoryName="web", imageManifest=MANIFEST, imageTag="v1")
+    proxy.clear()
+    running = service.update(props(world, TaskDefinition="web-v1:1", DesiredCount=3))
+    assert running.ok, running.reason
+    assert running.data["AwaitingImage"] == ""
+    assert sent(proxy, "UpdateService")[0]["desiredCount"] == 3
+    assert sent(proxy, "UntagResource")[0]["tagKeys"] == ["custom-resource:awaiting-image"]
+    # a running service is not moved to an image that is not pushed: FAILED in seconds, untouched
+    proxy.clear()
+    refused = service.update(props(world, TaskDefinition="web-v2:1", DesiredCount=3))
+    assert refused.status == "FAILED"
+    assert "web:v2 is not in ECR" in refused.reason and "left untouched" in refused.reason, refused.reason
+    # (the only UpdateService is CloudFormation's rollback Update, back to web-v1:1)
+    assert [u.get("taskDefinition") for u in sent(proxy, "UpdateService")] in ([], ["web-v1:1"])
+    assert describe(aws)["taskDefinition"].endswith("web-v1:1")
+    service.delete()
+
+
+def test_a_customer_managed_key_is_simulated_for_the_execution_role_too(service, world, proxy):
+    key = f"arn:aws:kms:us-east-1:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    proxy.clear()
+    assert service.create(props(world, SecretsKmsKeyArn=key)).ok
+    decrypt = [s for s in sent(proxy, "SimulatePrincipalPolicy") if s["ActionNames.member.1"] == "kms:Decrypt"]
+    assert decrypt and decrypt[0]["PolicySourceArn"] == EXEC_ROLE and decrypt[0]["ResourceArns.member.1"] == key
+    service.delete()
+    bad = service.create(props(world, SecretsKmsKeyArn="alias/aws/ssm"))
+    assert bad.status == "FAILED" and "invalid property SecretsKmsKeyArn" in bad.reason
 
 
 def test_delete_scales_to_zero_leaves_the_service_inactive_and_delete_again_succeeds(service, world, aws, proxy):

@@ -282,7 +282,16 @@ pub async fn run(c: &Clients, props: &ServiceProperties) -> Result<Checked, Serv
     let (absent, missing, denied, created) = futures::join!(
         missing_images(c, &images),
         missing_parameters(c, &secrets),
-        denied_parameters(c, execution_role.as_deref(), &secrets, &task_definition_arn),
+        denied_secrets(
+            c,
+            execution_role.as_deref(),
+            &secrets,
+            &task_definition_arn,
+            props
+                .secrets_kms_key_arn
+                .as_deref()
+                .filter(|k| !k.is_empty()),
+        ),
         async {
             if !role_missing {
                 return Ok(());
@@ -339,7 +348,7 @@ pub async fn run(c: &Clients, props: &ServiceProperties) -> Result<Checked, Serv
         return Err(ServiceError::property(
             "TaskDefinition",
             format!(
-                "the execution role {} may not read {} (ssm:GetParameters denied); allow it on those parameters (plus kms:Decrypt for a customer-managed key)",
+                "the execution role {} may not inject the secrets: {} denied; allow those actions on those resources (cluster.yaml grants kms:Decrypt when SecretsKmsKeyArn is set)",
                 execution_role.unwrap_or_default(),
                 denied.join(", ")
             ),
@@ -410,14 +419,17 @@ async fn missing_parameters(
         .collect())
 }
 
-/// Parameters the execution role may not read, by IAM policy simulation. A simulation that
-/// cannot run (our own role lacks iam:SimulatePrincipalPolicy, or the emulator lacks the API) is
-/// logged and skipped: it must not block a deployment that may be fine.
-async fn denied_parameters(
+/// What the execution role may not do to inject the secrets, by IAM policy simulation: read the
+/// parameters (`ssm:GetParameters`) and, with a customer-managed key, decrypt them
+/// (`kms:Decrypt`). A simulation that cannot run (our own role lacks
+/// iam:SimulatePrincipalPolicy, or the emulator lacks the API) is logged and skipped: it must not
+/// block a deployment that may be fine.
+async fn denied_secrets(
     c: &Clients,
     execution_role: Option<&str>,
     secrets: &[SecretRef],
     task_definition_arn: &str,
+    kms_key: Option<&str>,
 ) -> Result<Vec<String>, ServiceError> {
     let Some(role) = execution_role else {
         return Ok(Vec::new());
@@ -431,30 +443,39 @@ async fn denied_parameters(
         .collect();
     arns.sort();
     arns.dedup();
-    match c
-        .iam
-        .simulate_principal_policy()
-        .policy_source_arn(role)
-        .action_names("ssm:GetParameters")
-        .set_resource_arns(Some(arns))
-        .send()
-        .await
-    {
-        Ok(result) => Ok(result
-            .evaluation_results()
-            .iter()
-            .filter(|r| r.eval_decision() != &PolicyEvaluationDecisionType::Allowed)
-            .map(|r| r.eval_resource_name().unwrap_or("?").to_owned())
-            .collect()),
-        Err(e) => {
-            warn!(
-                error = %format!("{}: {}", e.code().unwrap_or("error"), e.message().unwrap_or("simulation unavailable")),
-                role,
-                "could not simulate the execution role's access to its secrets; skipping that check"
-            );
-            Ok(Vec::new())
+    let mut checks = vec![("ssm:GetParameters", arns)];
+    if let Some(key) = kms_key {
+        checks.push(("kms:Decrypt", vec![key.to_owned()]));
+    }
+    let mut denied = Vec::new();
+    for (action, resources) in checks {
+        match c
+            .iam
+            .simulate_principal_policy()
+            .policy_source_arn(role)
+            .action_names(action)
+            .set_resource_arns(Some(resources))
+            .send()
+            .await
+        {
+            Ok(result) => denied.extend(
+                result
+                    .evaluation_results()
+                    .iter()
+                    .filter(|r| r.eval_decision() != &PolicyEvaluationDecisionType::Allowed)
+                    .map(|r| format!("{action} on {}", r.eval_resource_name().unwrap_or("?"))),
+            ),
+            Err(e) => {
+                warn!(
+                    error = %format!("{}: {}", e.code().unwrap_or("error"), e.message().unwrap_or("simulation unavailable")),
+                    role,
+                    action,
+                    "could not simulate the execution role's access to its secrets; skipping that check"
+                );
+            }
         }
     }
+    Ok(denied)
 }
 
 #[cfg(test)]

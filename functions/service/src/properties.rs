@@ -129,6 +129,10 @@ pub struct ServiceProperties {
     /// Default []. In place.
     #[serde(default)]
     pub tags: Vec<Tag>,
+    /// Default none. The customer-managed KMS key of the SecureString parameters the task
+    /// definition injects: preflight checks the execution role may `kms:Decrypt` with it. In place.
+    #[serde(default)]
+    pub secrets_kms_key_arn: Option<String>,
 }
 
 impl ServiceProperties {
@@ -289,6 +293,23 @@ impl Properties for ServiceProperties {
         }
         if !(60..=3500).contains(&self.steady_state_timeout_seconds) {
             return Err(PropertyError::new("SteadyStateTimeoutSeconds", format!("must be 60 to 3500 (got {}); it must end before CloudFormation's 3600 s ServiceTimeout", self.steady_state_timeout_seconds)));
+        }
+        if let Some(key) = self
+            .secrets_kms_key_arn
+            .as_deref()
+            .filter(|k| !k.is_empty())
+        {
+            let parts: Vec<&str> = key.split(':').collect();
+            let is_key = parts.len() == 6
+                && parts[0] == "arn"
+                && parts[2] == "kms"
+                && parts[5].starts_with("key/");
+            if !is_key {
+                return Err(PropertyError::new(
+                    "SecretsKmsKeyArn",
+                    format!("{key:?} is not a KMS key ARN (arn:<partition>:kms:<region>:<account>:key/<id>); leave it empty for the aws/ssm key"),
+                ));
+            }
         }
         let mut keys = BTreeSet::new();
         for (index, tag) in self.tags.iter().enumerate() {
