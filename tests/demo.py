@@ -2,10 +2,11 @@
 provider zips (make build) and the same make targets a real account uses.
 
 Starts the local engine (moto + our CloudFormation orchestration + the Lambda runtime for the zips)
-on free loopback ports, then: make deploy ENV=dev (create, events as they happen, outputs) ->
-make tasks -> make weights (a console-style update of the Spot weight: same service ARN, new
-strategy, exactly one Update to the service resource) -> make tasks -> make destroy -> checks the
-emulator holds nothing of the stack. Stops everything it started, also on failure.
+on free loopback ports, then: make deploy ENV=dev on a fresh account (create, events as they
+happen, outputs; no image yet, so the service waits with no task) -> push the first image and
+make deploy with its tag -> make tasks -> make weights (a console-style update of the Spot weight:
+same service ARN, new strategy, the preflight check then exactly one Update to the service
+resource) -> make tasks -> make destroy -> checks the emulator holds nothing of the stack. Stops everything it started, also on failure.
 """
 import os
 import subprocess
@@ -17,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from conftest import ROOT, TARGET  # noqa: E402
 from harness.engine_process import EngineProcess  # noqa: E402
+from harness.images import push_image  # noqa: E402
 from harness.inventory import inventory  # noqa: E402
 import stackctl  # noqa: E402
 
@@ -66,14 +68,19 @@ def main() -> int:
         engine.client("ssm").put_parameter(Name=SECRET, Type="SecureString", Value="postgres://db.internal/shop")
         print(f"s3://{BUCKET}, {SECRET} (SecureString)")
 
-        banner(3, f"make deploy ENV=dev: cloudformation/params/dev.json plus {SET}")
+        banner(3, f"first deploy on a fresh account: make deploy ENV=dev, params/dev.json plus {SET}, no image yet")
         deployed = True
         make("deploy", "ENV=dev", f"SET={SET}")
 
-        banner(4, "make tasks ENV=dev: each task with its capacity provider")
+        banner(4, "push the first image (here: put into the emulated ECR repository), deploy with its tag")
+        push_image(engine.client("ecr"), "shop-dev", "v1")
+        print("shop-dev:v1 pushed")
+        make("deploy", "ENV=dev", f"SET={SET} ImageTag=v1")
+
+        banner(5, "make tasks ENV=dev: each task with its capacity provider")
         make("tasks", "ENV=dev")
 
-        banner(5, "console-style update: FARGATE_SPOT weight 3 -> 1, every other parameter kept")
+        banner(6, "console-style update: FARGATE_SPOT weight 3 -> 1, every other parameter kept")
         sent_before = len(engine.requests())
         make("weights", "ENV=dev", "FARGATE=1", "SPOT=1")
         sent = engine.requests()[sent_before:]
@@ -83,19 +90,20 @@ def main() -> int:
             same = "same physical id" if answer.get("PhysicalResourceId") == request["PhysicalResourceId"] else "NEW physical id"
             print(f"  {request['RequestType']} {request['LogicalResourceId']} ({request['ResourceType']}) "
                   f"{request['PhysicalResourceId']} -> {answer.get('Status')}, {same}")
-        if [(r["RequestType"], r["ResourceType"]) for r in sent] != [("Update", "Custom::FargateService")]:
-            raise StepFailed("expected exactly one Update, to the service resource")
+        expected = [("Update", "Custom::EnvironmentPreflight"), ("Update", "Custom::FargateService")]
+        if [(r["RequestType"], r["ResourceType"]) for r in sent] != expected:
+            raise StepFailed("expected the preflight check, then exactly one Update, to the service resource")
         print("  (none to Custom::Network or Custom::ServiceScaling: their properties did not change)")
 
-        banner(6, "make tasks ENV=dev: tasks replaced by the new mix")
+        banner(7, "make tasks ENV=dev: tasks replaced by the new mix")
         make("tasks", "ENV=dev")
 
-        banner(7, "make destroy ENV=dev")
+        banner(8, "make destroy ENV=dev")
         make("destroy", "ENV=dev", "YES=1")
         deployed = False
         engine.client("ssm").delete_parameter(Name=SECRET)
 
-        banner(8, "what the emulator still holds")
+        banner(9, "what the emulator still holds")
         left = inventory(engine.client)
         if left:
             for kind, ids in left.items():

@@ -11,6 +11,7 @@ import stackctl
 
 from conftest import FUNCTION_ENV, LOGS, ROOT, binary
 from harness.engine_process import EngineProcess, settle, zip_binary
+from harness.images import push_image
 from harness.inventory import inventory
 
 BUCKET = "shop-artifacts"
@@ -66,17 +67,7 @@ def tasks_per_provider(engine) -> dict:
     return counts
 
 
-IMAGE_MANIFEST = json.dumps({
-    "schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-    "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 1,
-               "digest": "sha256:" + "1" * 64},
-    "layers": []})
 SET = "DesiredCount=4 MaxCount=6 SecretNames=DATABASE_URL"
-
-
-def push_image(engine, tag: str) -> None:
-    """What `docker push <RepositoryUri>:<tag>` leaves in the repository."""
-    engine.client("ecr").put_image(repositoryName="shop-dev", imageManifest=IMAGE_MANIFEST, imageTag=tag)
 
 
 def test_the_first_deploy_on_a_fresh_account_creates_everything_and_waits_for_the_image(env):
@@ -107,7 +98,7 @@ def test_the_first_deploy_on_a_fresh_account_creates_everything_and_waits_for_th
 
 
 def test_after_the_push_a_deploy_with_the_tag_runs_the_tasks_by_the_strategy(env):
-    push_image(env, "v1")
+    push_image(env.client("ecr"), "shop-dev", "v1")  # what docker push does
     sent_before = len(env.requests())
     result = make(env, "deploy", "ENV=dev", f"SET={SET} ImageTag=v1")
     assert result.returncode == 0
@@ -222,6 +213,41 @@ def test_make_destroy_deletes_everything_the_stack_made(env):
     assert [(r["RequestType"], r["LogicalResourceId"]) for r in env.requests() if len(r["Answers"]) != 1] == []
     assert [a for r in env.requests() for a in r["Answers"] if a.get("Invalid")] == []
     env.client("ssm").delete_parameter(Name=SECRET)
+    assert inventory(env.client) == {}
+
+
+LONGEST_APP = "a" + "b2-" * 6 + "cd"   # 21 characters: ^[a-z][a-z0-9-]{1,20}$
+LONGEST_ENV = "e" + "0123456789"       # 11 characters: ^[a-z][a-z0-9-]{1,10}$
+
+
+def run_stackctl(engine, *arguments) -> subprocess.CompletedProcess:
+    command = [str(ROOT / ".venv" / "bin" / "python"), "cloudformation/stackctl.py", *arguments]
+    result = subprocess.run(command, cwd=ROOT, env=engine.env(), capture_output=True, text=True, timeout=600)
+    print(result.stdout[-4000:], result.stderr[-3000:])
+    return result
+
+
+def test_the_longest_names_the_parameters_allow_deploy_and_destroy(env, tmp_path):
+    """Every name the stacks derive from AppName and EnvironmentName (or that CloudFormation
+    generates from the 33-character stack name) fits its AWS limit, which the engine enforces."""
+    assert len(LONGEST_APP) == 21 and len(LONGEST_ENV) == 11
+    params = [{"ParameterKey": k, "ParameterValue": v} for k, v in {
+        "AppName": LONGEST_APP, "EnvironmentName": LONGEST_ENV, "VpcCidr": "10.40.0.0/16",
+        "AvailabilityZoneCount": "2", "NatGateways": "Single"}.items()]
+    params_file = tmp_path / "longest.json"
+    params_file.write_text(json.dumps(params))
+    build = tmp_path / "build"
+    assert run_stackctl(env, "package", LONGEST_ENV, "--bucket", BUCKET, "--lambda-dir", str(env.lambda_dir),
+                    "--params-file", str(params_file), "--build-dir", str(build)).returncode == 0
+    name = f"{LONGEST_APP}-{LONGEST_ENV}"
+    result = run_stackctl(env, "deploy", LONGEST_ENV, "--params-file", str(params_file), "--build-dir", str(build))
+    assert result.returncode == 0
+    cfn = env.client("cloudformation")
+    assert cfn.describe_stacks(StackName=name)["Stacks"][0]["StackStatus"] == "CREATE_COMPLETE"
+    balancers = env.client("elbv2").describe_load_balancers()["LoadBalancers"]
+    assert balancers and all(len(b["LoadBalancerName"]) <= 32 for b in balancers)
+    assert all(len(r["RoleName"]) <= 64 for r in env.client("iam").list_roles()["Roles"])
+    assert run_stackctl(env, "destroy", LONGEST_ENV, "--params-file", str(params_file), "--yes").returncode == 0
     assert inventory(env.client) == {}
 
 

@@ -6,6 +6,7 @@ import json
 import pytest
 
 from harness.cloudformation import Resource
+from harness.images import push_image
 
 ACCOUNT = "123456789012"
 EXEC_ROLE = f"arn:aws:iam::{ACCOUNT}:role/web-execution"
@@ -159,9 +160,6 @@ def test_the_execution_roles_access_to_secrets_is_simulated_and_the_existing_ser
 
 
 REPOSITORY = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/web"
-MANIFEST = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-                       "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 1,
-                                  "digest": "sha256:" + "2" * 64}, "layers": []})
 
 
 def test_a_new_service_whose_image_is_not_pushed_runs_no_task_until_a_deploy_with_a_pushed_tag(service, world, moto, aws, proxy):
@@ -181,7 +179,7 @@ def test_a_new_service_whose_image_is_not_pushed_runs_no_task_until_a_deploy_wit
     assert again.ok and again.data["AwaitingImage"] == "web:v1"
     assert all("desiredCount" not in request for request in sent(proxy, "UpdateService"))
     # pushed: the next deploy runs the template's count and clears the mark
-    ecr.put_image(repositoryName="web", imageManifest=MANIFEST, imageTag="v1")
+    push_image(ecr, "web", "v1")
     proxy.clear()
     running = service.update(props(world, TaskDefinition="web-v1:1", DesiredCount=3))
     assert running.ok, running.reason
