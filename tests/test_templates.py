@@ -1,6 +1,7 @@
 """The templates: every Custom:: resource uses only properties its function accepts (read from
-the functions' own property types with `--property-names`), and every Custom:: type has a function.
-cfn-lint (run by `make lint`) checks everything else against the resource specification."""
+the functions' own property types with `--property-names`), every Custom:: type has a function, and
+every Custom:: resource bounds its wait with ServiceTimeout; every parameter of the root stack has a
+console label and group. cfn-lint and checkov (run by `make lint`) check everything else."""
 import json
 import os
 import subprocess
@@ -11,6 +12,7 @@ from cfnlint.decode import decode
 from conftest import ROOT, binary
 
 FUNCTIONS = {"Custom::EnvironmentPreflight": "preflight", "Custom::Network": "network", "Custom::FargateService": "service", "Custom::ServiceScaling": "scaling"}
+ROOT_TEMPLATE = ROOT / "cloudformation" / "environment.yaml"
 TEMPLATES = sorted((ROOT / "cloudformation").glob("*.yaml")) + sorted((ROOT / "cloudformation" / "examples").glob("*.yaml"))
 
 
@@ -44,3 +46,27 @@ def test_every_function_answers_property_names():
     expected = {"preflight": "VpcCidr", "network": "NatGateways", "service": "CapacityProviderStrategy", "scaling": "MinCapacity"}
     for function, name in expected.items():
         assert name in property_names(function), function
+
+
+@pytest.mark.parametrize("template,logical_id,resource", list(custom_resources()),
+                         ids=[f"{t}:{l}" for t, l, _ in custom_resources()])
+def test_custom_resources_set_a_service_timeout_cloudformation_accepts(template, logical_id, resource):
+    # Without it CloudFormation waits an hour for an answer that may never come.
+    timeout = resource.get("Properties", {}).get("ServiceTimeout")
+    assert isinstance(timeout, int) and not isinstance(timeout, bool), \
+        f"{template}:{logical_id} needs ServiceTimeout as an integer number of seconds (got {timeout!r})"
+    assert 1 <= timeout <= 3600, f"{template}:{logical_id} has ServiceTimeout {timeout}; CloudFormation accepts 1..3600"
+
+
+def test_every_root_parameter_has_a_console_label_and_a_group():
+    template, problems = decode(str(ROOT_TEMPLATE))
+    assert not problems, f"environment.yaml does not parse: {problems}"
+    interface = template.get("Metadata", {}).get("AWS::CloudFormation::Interface", {})
+    labels = interface.get("ParameterLabels", {})
+    grouped = [name for group in interface.get("ParameterGroups", []) for name in group.get("Parameters", [])]
+    parameters = list(template["Parameters"])
+    assert [p for p in parameters if not str((labels.get(p) or {}).get("default", "")).strip()] == [], \
+        "parameters without a ParameterLabels entry"
+    assert [p for p in parameters if p not in grouped] == [], "parameters in no ParameterGroup"
+    assert sorted({p for p in grouped if grouped.count(p) > 1}) == [], "parameters in more than one ParameterGroup"
+    assert sorted((set(labels) | set(grouped)) - set(parameters)) == [], "labels or groups naming no parameter"
