@@ -27,7 +27,7 @@ LAMBDA_DIR ?= $(CARGO_TARGET_DIR)/lambda
 
 help:
 	@echo "make demo   - one environment's life on the local engine: deploy, console-style Spot weight change, tasks per provider, destroy"
-	@echo "make test   - every check: fmt, clippy, unit tests, scenarios through the real binaries, the environment end to end on the local engine, cfn-lint"
+	@echo "make test   - every check: fmt, clippy, unit tests, scenarios through the real binaries, the environment end to end on the local engine, cfn-lint, checkov"
 	@echo
 	@echo "Operate an environment (ENV=dev|stg|prd, default dev; uses the AWS_* environment, see README):"
 	@echo "make build                              - release Lambda zips (cargo lambda; ARCH=arm64 for Graviton)"
