@@ -3,8 +3,9 @@
     python tests/local_engine.py --state-file .tmp/engine/state.json --log-dir .tmp/engine
 
 Serves AWS on a free loopback port (all services moto has; CloudFormation orchestrated by
-harness.engine; ECS services scheduled by harness.engine_ecs), writes the endpoints to the state
-file once ready, and runs until SIGTERM/SIGINT, then stops every Lambda process it started.
+harness.engine; ECS services scheduled by harness.engine_ecs; AWS rules moto lacks from
+harness.aws_rules), writes the endpoints to the state file once ready, and runs until
+SIGTERM/SIGINT, then stops every Lambda process it started.
 Point any AWS client at it with AWS_ENDPOINT_URL=<moto endpoint> (see `make demo`).
 """
 import argparse
@@ -40,9 +41,10 @@ def main() -> int:
 
     from moto.server import ThreadedMotoServer
 
-    from harness import engine_ecs
+    from harness import aws_rules, engine_ecs
     from harness.engine import Engine
 
+    aws_rules.install()
     engine_ecs.install()
     port = args.port or free_port()
     os.environ["MOTO_PORT"] = str(port)

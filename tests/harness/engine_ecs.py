@@ -1,6 +1,11 @@
 """An ECS service scheduler for moto 5.2.5, patched in at import time (moto's files stay as they
 are): Fargate services with a capacity provider strategy get RUNNING tasks placed per provider the
-way ECS places them, so a local demo can list a service's tasks per capacity provider.
+way ECS places them, so a local demo can list a service's tasks per capacity provider. A task
+starts only as Fargate would start it, by default (knobs in harness.aws_rules): in a subnet of a
+zone that offers Fargate (LOCAL_AWS_FARGATE_ZONES) and with its images present when they are in
+this account's ECR (LOCAL_AWS_ECR_PULL). Failed launches count for the deployment circuit breaker
+(FAILED, rollback to the last completed deployment); while a deployment is in progress, each
+DescribeServices is one more scheduler round (ECS keeps retrying on its own clock).
 
 Call `install()` in the process that runs `moto.server.ThreadedMotoServer`, before any request.
 Each patch below names the moto gap it closes. What moto 5.2.5 does without them:
@@ -13,7 +18,11 @@ Each patch below names the moto gap it closes. What moto 5.2.5 does without them
   * every DescribeTasks moves a RUNNING task one step towards STOPPED;
   * the AWS::ECS::Cluster CloudFormation model ignores every property but the name.
 """
+import math
+import re
 import threading
+
+from . import aws_rules
 
 EXPECTED_MOTO_VERSION = "5.2.5"
 FARGATE_PROVIDERS = ("FARGATE", "FARGATE_SPOT")
@@ -40,6 +49,7 @@ def install() -> None:
         _patch_delete_service()
         _patch_stop_task()
         _patch_list_tasks()
+        _patch_describe_services()
         _patch_task_lifecycle()
         _patch_cluster_cloudformation()
         _installed = True
@@ -156,19 +166,15 @@ class _TaskDefinitionWithoutEni:
         return getattr(self._task_definition, name)
 
 
-def _attach_eni(task, service, index: int) -> None:
+def _attach_eni(task, service, subnet_id: str) -> None:
     from moto.ec2 import ec2_backends
     from moto.moto_api._internal import mock_random
 
     awsvpc = (service.network_configuration or {}).get("awsvpcConfiguration") or {}
-    subnets = awsvpc.get("subnets") or []
-    if not subnets:
-        return
     ec2 = ec2_backends[task._account_id][task.region_name]
     attachment_id = str(mock_random.uuid4())
-    # Spread tasks over the service's subnets (so over its AZs), as ECS does.
     eni = ec2.create_network_interface(
-        subnet=subnets[index % len(subnets)],
+        subnet=subnet_id,
         private_ip_address=None,
         group_ids=awsvpc.get("securityGroups") or [],
         description=f"arn:aws:ecs:{task.region_name}:{task._account_id}:attachment/{attachment_id}",
@@ -192,7 +198,7 @@ def _attach_eni(task, service, index: int) -> None:
     task._engine_eni_id = eni.id
 
 
-def _start_task(backend, cluster, service, task_definition, provider, deployment_id, index):
+def _start_task(backend, cluster, service, task_definition, provider, deployment_id, subnet_id):
     from moto.core.utils import utcnow
     from moto.ecs.models import Task
 
@@ -224,10 +230,85 @@ def _start_task(backend, cluster, service, task_definition, provider, deployment
     for container in task.containers:
         container.last_status = "RUNNING"
     task._engine_service_arn = service.arn
-    if task_definition.network_mode == "awsvpc":
-        _attach_eni(task, service, index)
+    task._engine_deployment_id = deployment_id
+    if subnet_id:
+        _attach_eni(task, service, subnet_id)
     backend.tasks.setdefault(cluster.name, {})[task.task_arn] = task
     return task
+
+
+# --- what keeps a task from starting --------------------------------------------------------------
+
+ECR_IMAGE = re.compile(
+    r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/"
+    r"(?P<repository>[^:@]+)(?::(?P<tag>[^@]+))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"
+)
+# No AWS text is documented for a zone without Fargate; this is Fargate's documented answer when
+# it has no capacity ("How do I troubleshoot ... Capacity is unavailable", AWS re:Post).
+NO_FARGATE_CAPACITY = ("Capacity is unavailable at this time. Please try again later or in a "
+                       "different availability zone")
+
+
+def _pull_failure(task_definition, account_id: str):
+    """Why Fargate cannot pull the task's images (CannotPullContainerError, as the task's
+    stoppedReason reads), or None. Only this account's ECR is checked, since moto holds it; images
+    anywhere else (public.ecr.aws, Docker Hub, other accounts) are assumed pullable."""
+    from moto.ecr.models import ecr_backends
+
+    if not aws_rules.enforced("ECR_PULL"):
+        return None
+    for container in task_definition.container_definitions:
+        image = container.get("image") or ""
+        found = ECR_IMAGE.match(image)
+        if not found or found["account"] != account_id:
+            continue
+        repository = ecr_backends[account_id][found["region"]].repositories.get(
+            found["repository"])
+        images = repository.images if repository else []
+        if found["digest"]:
+            present = any(i.get_image_digest() == found["digest"] for i in images)
+        else:
+            present = any((found["tag"] or "latest") in i.image_tags for i in images)
+        if not present:
+            ref = image if found["tag"] or found["digest"] else f"{image}:latest"
+            return ("CannotPullContainerError: pull image manifest has been retried 1 time(s): "
+                    f"failed to resolve ref {ref}: not found")
+    return None
+
+
+def _fargate_subnets(task_definition, service) -> list:
+    """The service's subnets in zones where Fargate runs this operating system family (ECS places
+    a Fargate task in one of the subnets it is given, by Availability Zone capacity)."""
+    from moto.ec2 import ec2_backends
+
+    awsvpc = (service.network_configuration or {}).get("awsvpcConfiguration") or {}
+    subnets = awsvpc.get("subnets") or []
+    if not aws_rules.enforced("FARGATE_ZONES"):
+        return subnets
+    family = (task_definition.runtime_platform or {}).get("operatingSystemFamily") or "LINUX"
+    unsupported = aws_rules.FARGATE_UNSUPPORTED_ZONE_IDS[
+        "WINDOWS" if family.startswith("WINDOWS") else "LINUX"]
+    ec2 = ec2_backends[service._account_id][service.region_name]
+    return [s for s in subnets if ec2.get_subnet(s).availability_zone_id not in unsupported]
+
+
+def _launch(backend, cluster, service, task_definition, provider, deployment_id, index):
+    """One task launch as Fargate does it: a subnet in a zone that offers Fargate (spread over the
+    service's subnets, so over its zones), then the image pull. Returns (task, failure): no task
+    when none can be placed, a STOPPED one when its image cannot be pulled."""
+    subnet_id = None
+    awsvpc = (service.network_configuration or {}).get("awsvpcConfiguration") or {}
+    if task_definition.network_mode == "awsvpc" and awsvpc.get("subnets"):
+        subnets = _fargate_subnets(task_definition, service)
+        if not subnets:
+            return None, NO_FARGATE_CAPACITY
+        subnet_id = subnets[index % len(subnets)]
+    task = _start_task(backend, cluster, service, task_definition, provider, deployment_id,
+                       subnet_id)
+    failure = _pull_failure(task_definition, task._account_id)
+    if failure:
+        _stop_task(task, failure, code="TaskFailedToStart")
+    return task, failure
 
 
 def _stop_task(task, reason: str, code: str = "ServiceSchedulerInitiated") -> None:
@@ -272,82 +353,170 @@ def _event(service, message: str) -> None:
     del service.events[100:]
 
 
-def schedule(backend, service, new_deployment: bool = False) -> None:
-    """Reconcile the service's tasks with its desired count and strategy, then report the steady
-    state: one PRIMARY deployment, rollout COMPLETED, runningCount == desiredCount.
-    A new deployment replaces every task; otherwise surplus tasks stop (newest first, per
-    provider, so the rest match the strategy's split) and missing ones start."""
-    from moto.core.utils import utcnow
+def circuit_breaker_threshold(desired: int) -> int:
+    """Failed tasks that fail a deployment: "a minimum threshold of 3 and a maximum threshold of
+    200 ... 0.5 * desired task count" (ServiceDeploymentCircuitBreaker, ECS API reference), half
+    rounded up as the Developer Guide's table does."""
+    return min(200, max(3, math.ceil(desired / 2)))
+
+
+def _deployment_id() -> str:
     from moto.moto_api._internal import mock_random
 
-    if not _is_scheduled(service) or not service.task_definition:
-        return
-    cluster = backend.clusters[service.cluster_name]
-    task_definition = backend.describe_task_definition(service.task_definition)
-    strategy = getattr(service, "capacity_provider_strategy", None) or None
-    desired = (service.desired_count or 0) if service.status == "ACTIVE" else 0
+    return f"ecs-svc/{mock_random.randint(0, 32**12)}"
+
+
+def _begin_deployment(service) -> None:
+    """A new PRIMARY deployment of the service as it now is; earlier ones stay ACTIVE (their tasks
+    keep running) until it has all its tasks, as a rolling update with minimumHealthyPercent 100."""
+    from moto.core.utils import utcnow
 
     previous = service.deployments[0] if service.deployments else {}
-    old_id = previous.get("id")
-    deployment_id = old_id
-    if new_deployment or not old_id:
-        deployment_id = f"ecs-svc/{mock_random.randint(0, 32**12)}"
-    stop_reason = f"Scaling activity initiated by (deployment {old_id or deployment_id})"
-
-    target = split(strategy, desired)
-    current = _service_tasks(backend, service)
-    kept = {provider: [] for provider in target}
-    for task in current:
-        provider = task.capacity_provider_name
-        if (
-            not new_deployment
-            and provider in kept
-            and task.task_definition_arn == task_definition.arn
-            and len(kept[provider]) < target[provider]
-        ):
-            kept[provider].append(task)
-        else:
-            _stop_task(task, stop_reason)
-    started = []
-    for provider, count in target.items():
-        for _ in range(count - len(kept[provider])):
-            index = sum(len(tasks) for tasks in kept.values()) + len(started)
-            started.append(
-                _start_task(backend, cluster, service, task_definition, provider,
-                            deployment_id, index)
-            )
-
-    _set_counts(backend, service, desired)
-    service.platform_family = "Linux"
+    deployment_id = _deployment_id()
     now = utcnow()
-    deployment = dict(previous)
+    deployment = dict(previous)  # the first one keeps what moto's CreateService wrote
     deployment.update(
         {
             "id": deployment_id,
             "status": "PRIMARY",
-            "taskDefinition": task_definition.arn,
-            "desiredCount": desired,
+            "taskDefinition": service.task_definition,
+            "desiredCount": 0,
             "pendingCount": 0,
-            "runningCount": desired,
+            "runningCount": 0,
             "failedTasks": 0,
-            "capacityProviderStrategy": strategy,
+            "capacityProviderStrategy": getattr(service, "capacity_provider_strategy", None)
+            or None,
             "launchType": service.launch_type or None,
             "platformVersion": service.platform_version,
             "platformFamily": "Linux",  # moto wrote "EC2" when it took the service for EC2
             "networkConfiguration": service.network_configuration or None,
-            "rolloutState": "COMPLETED",
-            "rolloutStateReason": f"ECS deployment {deployment_id} completed.",
+            "rolloutState": "IN_PROGRESS",
+            "rolloutStateReason": f"ECS deployment {deployment_id} in progress.",
+            "createdAt": now,
             "updatedAt": now,
         }
     )
-    if deployment_id != old_id:
-        deployment["createdAt"] = now
-    service.deployments = [deployment]
+    older = service.deployments if getattr(service, "_engine_scheduled", False) else []
+    for other in older:
+        other["status"] = "ACTIVE"
+    service.deployments = [deployment] + older
+    service._engine_scheduled = True
+
+
+def _fail_deployment(backend, service, deployment, rollback: bool) -> None:
+    """The circuit breaker's verdict, in ECS's words; with rollback, a new PRIMARY deployment of the
+    last completed one takes over its running tasks."""
+    from moto.core.utils import utcnow
+
+    deployment["rolloutState"] = "FAILED"
+    deployment["rolloutStateReason"] = "ECS deployment circuit breaker: tasks failed to start."
+    _event(service, f"(service {service.name}) (deployment {deployment['id']}) deployment "
+                    "failed: tasks failed to start.")
+    last_good = next(
+        (d for d in service.deployments[1:] if d["rolloutState"] == "COMPLETED"), None)
+    if not rollback or last_good is None:
+        return
+    now = utcnow()
+    back = dict(last_good, id=_deployment_id(), status="PRIMARY", rolloutState="IN_PROGRESS",
+                rolloutStateReason="ECS deployment circuit breaker: rolling back to deploymentId "
+                                   f"{last_good['id']}.",
+                failedTasks=0, createdAt=now, updatedAt=now)
+    for task in _service_tasks(backend, service):
+        if task._engine_deployment_id == last_good["id"]:
+            task._engine_deployment_id = back["id"]
+    deployment["status"] = "ACTIVE"
+    service.deployments = [back] + [d for d in service.deployments if d is not last_good]
+    service.task_definition = last_good["taskDefinition"]
+    service.capacity_provider_strategy = last_good["capacityProviderStrategy"]
+    _event(service, f"(service {service.name}) rolling back to deployment {last_good['id']}.")
+
+
+def _reconcile(backend, service) -> None:
+    """One scheduler round for the PRIMARY deployment: surplus tasks stop (newest first, per
+    provider, so the rest match the strategy's split), missing ones are launched unless the
+    deployment FAILED. Once it runs all its tasks, older deployments stop theirs and go, and the
+    rollout is COMPLETED; while it runs none, failed launches count towards the circuit breaker."""
+    from moto.core.utils import utcnow
+
+    cluster = backend.clusters[service.cluster_name]
+    primary = service.deployments[0]
+    task_definition = backend.describe_task_definition(primary["taskDefinition"])
+    strategy = primary["capacityProviderStrategy"]
+    desired = (service.desired_count or 0) if service.status == "ACTIVE" else 0
+
+    target = split(strategy, desired)
+    tasks = _service_tasks(backend, service)
+    kept = {provider: [] for provider in target}
+    for task in tasks:
+        if task._engine_deployment_id != primary["id"]:
+            continue
+        provider = task.capacity_provider_name
+        if provider in kept and len(kept[provider]) < target[provider]:
+            kept[provider].append(task)
+        else:
+            _stop_task(task, f"Scaling activity initiated by (deployment {primary['id']})")
+    started, unplaced = [], []
+    placed = sum(len(group) for group in kept.values())
+    if primary["rolloutState"] != "FAILED":
+        for provider, count in target.items():
+            for _ in range(count - len(kept[provider])):
+                task, failure = _launch(backend, cluster, service, task_definition, provider,
+                                        primary["id"], placed + len(started))
+                if failure:
+                    primary["failedTasks"] += 1
+                if task is None:
+                    unplaced.append(failure)
+                    continue
+                started.append(task)
+                if not failure:
+                    kept[provider].append(task)
+    running = sum(len(group) for group in kept.values())
+
+    service.platform_family = "Linux"
+    primary.update(desiredCount=desired, runningCount=running, updatedAt=utcnow())
     if started:
         ids = " ".join(f"(task {task.id})" for task in started)
         _event(service, f"(service {service.name}) has started {len(started)} tasks: {ids}.")
-    if service.status == "ACTIVE":
+    if unplaced:
+        _event(service, f"(service {service.name}) was unable to place a task. Reason: "
+                        f"{unplaced[0]}.")
+    if running == desired and primary["rolloutState"] != "FAILED":
+        for task in _service_tasks(backend, service):
+            if task._engine_deployment_id != primary["id"]:
+                _stop_task(task, f"Scaling activity initiated by (deployment "
+                                 f"{task._engine_deployment_id})")
+        service.deployments = [primary]
+        primary["rolloutState"] = "COMPLETED"
+        primary["rolloutStateReason"] = f"ECS deployment {primary['id']} completed."
+    breaker = (getattr(service, "deployment_configuration", None) or {}).get(
+        "deploymentCircuitBreaker") or {}
+    if (breaker.get("enable") and primary["rolloutState"] == "IN_PROGRESS" and running == 0
+            and primary["failedTasks"] >= circuit_breaker_threshold(desired)):
+        _fail_deployment(backend, service, primary, bool(breaker.get("rollback")))
+    for deployment in service.deployments[1:]:
+        deployment["runningCount"] = sum(
+            1 for task in _service_tasks(backend, service)
+            if task._engine_deployment_id == deployment["id"])
+    _set_counts(backend, service, len(_service_tasks(backend, service)))
+    if service.status == "ACTIVE" and service.deployments[0]["rolloutState"] == "COMPLETED":
         _event(service, f"(service {service.name}) has reached a steady state.")
+
+
+def _in_progress(service) -> bool:
+    return (_is_scheduled(service) and service.status == "ACTIVE" and bool(service.deployments)
+            and service.deployments[0].get("rolloutState") == "IN_PROGRESS")
+
+
+def schedule(backend, service, new_deployment: bool = False) -> None:
+    """Reconcile the service's tasks with its desired count and strategy (a new deployment, or the
+    service's first, replaces every task). With launchable tasks the service is steady at once:
+    one PRIMARY deployment, rollout COMPLETED, runningCount == desiredCount. Otherwise each
+    DescribeServices is a further round (see _patch_describe_services)."""
+    if not _is_scheduled(service) or not service.task_definition:
+        return
+    if new_deployment or not getattr(service, "_engine_scheduled", False):
+        _begin_deployment(service)
+    _reconcile(backend, service)
 
 
 # --- patches --------------------------------------------------------------------------------------
@@ -442,6 +611,8 @@ def _patch_update_service() -> None:
             )
             counts = (service.running_count, service.pending_count,
                       cluster.running_tasks_count, cluster.pending_tasks_count)
+            deployments = service.deployments  # moto renames deployments[0] on a forced one
+            service.deployments = [dict(d) for d in deployments]
 
             service = original(self, service_properties)
 
@@ -452,9 +623,10 @@ def _patch_update_service() -> None:
                 service.launch_type = None
             if not _is_scheduled(service):
                 return service
-            # Undo moto's count bookkeeping; schedule() books what actually runs.
+            # Undo moto's count and deployment bookkeeping; schedule() books what actually runs.
             (service.running_count, service.pending_count,
              cluster.running_tasks_count, cluster.pending_tasks_count) = counts
+            service.deployments = deployments
             after = (
                 service.task_definition,
                 getattr(service, "capacity_provider_strategy", None),
@@ -530,6 +702,25 @@ def _patch_list_tasks() -> None:
             return tasks
 
     EC2ContainerServiceBackend.list_tasks = list_tasks
+
+
+def _patch_describe_services() -> None:
+    """ECS goes on launching an in-progress deployment's missing tasks (and fails it, or rolls it
+    back) on its own clock; moto has none. Each DescribeServices of such a service runs one
+    scheduler round before the answer is built, so a poller sees the deployment move on."""
+    from moto.ecs.models import EC2ContainerServiceBackend
+
+    original = EC2ContainerServiceBackend.describe_services
+
+    def describe_services(self, cluster_str, service_names_or_arns):
+        with _lock:
+            services, failures = original(self, cluster_str, service_names_or_arns)
+            for service in services:
+                if _in_progress(service):
+                    _reconcile(self, service)
+            return services, failures
+
+    EC2ContainerServiceBackend.describe_services = describe_services
 
 
 def _patch_task_lifecycle() -> None:

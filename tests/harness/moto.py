@@ -1,4 +1,5 @@
-"""moto server on a free loopback port, started and stopped by the harness."""
+"""moto server on a free loopback port, started and stopped by the harness, with the AWS rules of
+harness.aws_rules patched in (so the resource binaries meet them too)."""
 import os
 import subprocess
 import sys
@@ -38,10 +39,13 @@ class MotoServer:
         # ECS services report one running task (moto starts none): a desired count of 1 reaches
         # steady state, a higher one stays IN_PROGRESS, so both wait paths can be exercised.
         env["MOTO_ECS_SERVICE_RUNNING"] = "1"
-        server = Path(sys.executable).with_name("moto_server")
+        # moto_server with harness.aws_rules installed: `-m` keeps tests/harness (which holds this
+        # moto.py) off sys.path, so `import moto` finds moto.
+        tests = str(Path(__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [tests, env.get("PYTHONPATH")]))
         self.log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [str(server), "-H", "127.0.0.1", "-p", str(self.port)],
+            [sys.executable, "-m", "harness.aws_rules", "-H", "127.0.0.1", "-p", str(self.port)],
             env=env, stdout=self.log, stderr=subprocess.STDOUT,
         )
         wait_for_http(self.url + "/moto-api/", timeout=60)
