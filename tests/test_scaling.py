@@ -7,7 +7,7 @@ from harness.cloudformation import Resource
 
 @pytest.fixture
 def aws(moto):
-    return {name: moto.client(name) for name in ("ec2", "ecs", "elbv2", "application-autoscaling", "cloudwatch")}
+    return {name: moto.client(name) for name in ("ec2", "ecs", "elbv2", "iam", "application-autoscaling", "cloudwatch")}
 
 
 @pytest.fixture
@@ -18,6 +18,8 @@ def world(aws):
     subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"us-east-1{z}")["Subnet"]["SubnetId"]
                for i, z in ((1, "a"), (2, "b"))]
     group = ec2.create_security_group(GroupName="app", Description="app", VpcId=vpc)["GroupId"]
+    # An account that has run ECS before: the cluster's capacity providers need this role.
+    aws["iam"].create_service_linked_role(AWSServiceName="ecs.amazonaws.com")
     ecs.create_cluster(clusterName="app", capacityProviders=["FARGATE", "FARGATE_SPOT"])
     ecs.register_task_definition(family="web", networkMode="awsvpc", requiresCompatibilities=["FARGATE"], cpu="256", memory="512",
                                  containerDefinitions=[{"name": "web", "image": "nginx", "memory": 512}])

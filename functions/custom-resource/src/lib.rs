@@ -31,9 +31,38 @@ pub use properties::{Properties, PropertyError};
 pub use provider::{epoch_ms, Handled, Invocation, Provider};
 pub use resource::{Completion, Context, Outcome, PhysicalId, Request, RequestType, Resource};
 
+use aws_config::retry::RetryConfig;
+use aws_config::BehaviorVersion;
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::{json, Value};
 use std::sync::Arc;
+use std::time::Duration;
+
+/// Attempts per AWS call (the SDK's default is 3): enough to ride out a burst of throttling or
+/// 5xx answers, which AWS expects clients to retry (docs/reliability.md).
+pub const SDK_MAX_ATTEMPTS: u32 = 8;
+/// First and longest wait between attempts; the SDK jitters each wait. Worst case for one call:
+/// 1 + 2 + 4 + 8 + 16 + 20 + 20 = 71 s, inside every function's timeout and operation budget.
+pub const SDK_INITIAL_BACKOFF: Duration = Duration::from_secs(1);
+pub const SDK_MAX_BACKOFF: Duration = Duration::from_secs(20);
+
+/// The one retry policy of every SDK client: standard mode (jittered exponential backoff, retry
+/// quota) with [`SDK_MAX_ATTEMPTS`].
+pub fn retry_config() -> RetryConfig {
+    RetryConfig::standard()
+        .with_max_attempts(SDK_MAX_ATTEMPTS)
+        .with_initial_backoff(SDK_INITIAL_BACKOFF)
+        .with_max_backoff(SDK_MAX_BACKOFF)
+}
+
+/// The SDK configuration every provider function builds its clients from: the environment's
+/// region, credentials and endpoints, with [`retry_config`].
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(retry_config())
+        .load()
+        .await
+}
 
 /// Structured JSON logs on stdout. Level from `AWS_LAMBDA_LOG_LEVEL` or `RUST_LOG` (default
 /// info); `LOG_FORMAT=text` switches to human-readable lines for local runs.
@@ -65,6 +94,23 @@ pub fn init_tracing() {
 ///
 /// Run with the single argument `--property-names`, the binary prints the JSON list of the
 /// resource's property names and exits (used to check templates, which cfn-lint cannot see into).
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_client_retries_eight_times_with_backoff_capped_at_twenty_seconds() {
+        let retry = retry_config();
+        assert_eq!(retry.max_attempts(), 8);
+        assert_eq!(retry.initial_backoff(), Duration::from_secs(1));
+        assert_eq!(retry.max_backoff(), Duration::from_secs(20));
+        let waits: u64 = (0..SDK_MAX_ATTEMPTS - 1)
+            .map(|n| (SDK_INITIAL_BACKOFF.as_secs() << n).min(SDK_MAX_BACKOFF.as_secs()))
+            .sum();
+        assert_eq!(waits, 71, "worst case per call, before jitter");
+    }
+}
+
 pub async fn run<R: Resource>(
     resource: R,
     sdk_config: &aws_config::SdkConfig,

@@ -8,12 +8,10 @@ mod resource;
 mod state;
 mod zones;
 
-use aws_config::BehaviorVersion;
-
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     custom_resource::init_tracing();
-    let config = aws_config::load_defaults(BehaviorVersion::latest()).await;
+    let config = custom_resource::sdk_config().await;
     let network = resource::Network::new(aws_sdk_ec2::Client::new(&config));
     custom_resource::run(network, &config).await
 }

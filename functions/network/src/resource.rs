@@ -192,6 +192,7 @@ impl Network {
         if needed == 0 {
             return Ok(());
         }
+        let started = std::time::Instant::now();
         let (attributes, addresses) = futures::try_join!(
             async {
                 self.ec2
@@ -217,6 +218,7 @@ impl Network {
             .filter(|a| a.attribute_name() == Some(EIP_QUOTA_ATTRIBUTE))
             .flat_map(|a| a.attribute_values())
             .find_map(|v| v.attribute_value()?.parse::<usize>().ok());
+        log_round("quota", 2, started);
         let Some(quota) = quota else {
             info!(
                 "the account did not report {EIP_QUOTA_ATTRIBUTE}; not checking the address quota"
@@ -1432,8 +1434,10 @@ impl Resource for Network {
             })?;
         match request {
             Request::Create { properties } => {
-                let state = discover(&self.ec2, &saved.vpc_id).await?;
-                let azs = self.zones(properties).await?;
+                let started = std::time::Instant::now();
+                let (state, azs) =
+                    futures::try_join!(discover(&self.ec2, &saved.vpc_id), self.zones(properties))?;
+                log_round("observe", crate::state::DISCOVER_CALLS + 1, started);
                 let owner = Owner {
                     ctx,
                     props: properties,

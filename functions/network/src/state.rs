@@ -126,6 +126,9 @@ impl State {
     }
 }
 
+/// The EC2 calls one [`discover`] makes (all at once).
+pub const DISCOVER_CALLS: usize = 6;
+
 /// Reads the whole state of `vpc_id` in one round of concurrent calls.
 pub async fn discover(ec2: &aws_sdk_ec2::Client, vpc_id: &str) -> Result<State, NetworkError> {
     let vpcs = ec2.describe_vpcs().filters(filter("vpc-id", vpc_id)).send();

@@ -5,12 +5,10 @@ mod error;
 mod properties;
 mod resource;
 
-use aws_config::BehaviorVersion;
-
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     custom_resource::init_tracing();
-    let config = aws_config::load_defaults(BehaviorVersion::latest()).await;
+    let config = custom_resource::sdk_config().await;
     let clients = resource::Clients {
         scaling: aws_sdk_applicationautoscaling::Client::new(&config),
         cloudwatch: aws_sdk_cloudwatch::Client::new(&config),

@@ -7,12 +7,10 @@ mod properties;
 mod resource;
 mod steady;
 
-use aws_config::BehaviorVersion;
-
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     custom_resource::init_tracing();
-    let config = aws_config::load_defaults(BehaviorVersion::latest()).await;
+    let config = custom_resource::sdk_config().await;
     let clients = resource::Clients {
         ecs: aws_sdk_ecs::Client::new(&config),
         iam: aws_sdk_iam::Client::new(&config),

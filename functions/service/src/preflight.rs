@@ -10,6 +10,8 @@ use aws_sdk_iam::types::PolicyEvaluationDecisionType;
 use tracing::{info, warn};
 
 pub const ECS_SERVICE_LINKED_ROLE: &str = "AWSServiceRoleForECS";
+/// Attempts for checks that are skipped when they cannot run (the policy simulation).
+const OPTIONAL_CHECK_ATTEMPTS: u32 = 2;
 
 /// What the checks learned, used by create/update.
 #[derive(Debug, Clone, Default)]
@@ -455,6 +457,11 @@ async fn denied_secrets(
             .policy_source_arn(role)
             .action_names(action)
             .set_resource_arns(Some(resources))
+            .customize()
+            // An optional check: two attempts, not the full retry policy's eight.
+            .config_override(aws_sdk_iam::config::Builder::default().retry_config(
+                custom_resource::retry_config().with_max_attempts(OPTIONAL_CHECK_ATTEMPTS),
+            ))
             .send()
             .await
         {

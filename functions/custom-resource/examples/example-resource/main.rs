@@ -8,12 +8,10 @@ mod error;
 mod properties;
 mod resource;
 
-use aws_config::BehaviorVersion;
-
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     custom_resource::init_tracing();
-    let config = aws_config::load_defaults(BehaviorVersion::latest()).await;
+    let config = custom_resource::sdk_config().await;
     let resource = resource::ExampleParameter::new(aws_sdk_ssm::Client::new(&config));
     custom_resource::run(resource, &config).await
 }
