@@ -94,23 +94,6 @@ pub fn init_tracing() {
 ///
 /// Run with the single argument `--property-names`, the binary prints the JSON list of the
 /// resource's property names and exits (used to check templates, which cfn-lint cannot see into).
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_client_retries_eight_times_with_backoff_capped_at_twenty_seconds() {
-        let retry = retry_config();
-        assert_eq!(retry.max_attempts(), 8);
-        assert_eq!(retry.initial_backoff(), Duration::from_secs(1));
-        assert_eq!(retry.max_backoff(), Duration::from_secs(20));
-        let waits: u64 = (0..SDK_MAX_ATTEMPTS - 1)
-            .map(|n| (SDK_INITIAL_BACKOFF.as_secs() << n).min(SDK_MAX_BACKOFF.as_secs()))
-            .sum();
-        assert_eq!(waits, 71, "worst case per call, before jitter");
-    }
-}
-
 pub async fn run<R: Resource>(
     resource: R,
     sdk_config: &aws_config::SdkConfig,
@@ -148,4 +131,21 @@ pub async fn run<R: Resource>(
         }
     }))
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_client_retries_eight_times_with_backoff_capped_at_twenty_seconds() {
+        let retry = retry_config();
+        assert_eq!(retry.max_attempts(), 8);
+        assert_eq!(retry.initial_backoff(), Duration::from_secs(1));
+        assert_eq!(retry.max_backoff(), Duration::from_secs(20));
+        let waits: u64 = (0..SDK_MAX_ATTEMPTS - 1)
+            .map(|n| (SDK_INITIAL_BACKOFF.as_secs() << n).min(SDK_MAX_BACKOFF.as_secs()))
+            .sum();
+        assert_eq!(waits, 71, "worst case per call, before jitter");
+    }
 }
