@@ -135,6 +135,27 @@ def test_a_name_and_tags_change_retags_in_place(network, ec2):
     network.delete()
 
 
+def test_a_name_and_tags_change_with_a_nat_change_retags_everything_after_the_nat_wait(network, ec2, proxy):
+    created = network.create({"Name": "dev", "NatGateways": "Single", "Tags": [{"Key": "team", "Value": "a"}]})
+    assert created.ok, created.reason
+    proxy.clear()
+    changed = network.update({"Name": "dev2", "NatGateways": "PerAz", "Tags": [{"Key": "team", "Value": "b"}]})
+    assert changed.ok, changed.reason
+    # the NAT gateways were pending for a while (the emulated AWS keeps them so), and still:
+    assert any(c.action == "DescribeNatGateways" for c in proxy.recorded("ec2"))
+    assert proxy.recorded("ec2", action="CreateTags"), "no retag after the NAT wait"
+    vpc = created.physical_id
+    tagged = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"]
+    tagged += ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["RouteTables"]
+    tagged += [n for n in ec2.describe_nat_gateways(Filter=[{"Name": "vpc-id", "Values": [vpc]}])["NatGateways"]
+               if n["State"] in ("pending", "available")]
+    for resource in tagged:
+        tags = {t["Key"]: t["Value"] for t in resource.get("Tags", [])}
+        if "Name" in tags:  # the main route table AWS makes is not ours
+            assert tags["Name"].startswith("dev2") and tags.get("team") == "b", tags
+    network.delete()
+
+
 def test_a_duplicate_create_finds_the_vpc_it_already_made(network, ec2):
     answer = network.create({"Name": "dev"}, deliveries=2)
     assert answer.ok

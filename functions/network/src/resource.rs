@@ -1452,10 +1452,12 @@ impl Resource for Network {
                 Ok(as_replacement(&saved.vpc_id, outcome))
             }
             Request::Update {
-                physical_id, new, ..
+                physical_id,
+                old,
+                new,
             } => {
-                // Tags were applied before the wait; only the NAT layout is still converging.
-                self.update_in_place(ctx, physical_id, None, new).await
+                // The retag runs last in reconcile, after the NAT wait: it is still to do here.
+                self.update_in_place(ctx, physical_id, Some(old), new).await
             }
             Request::Delete { physical_id, .. } => {
                 debug_assert_eq!(ctx.request_type, RequestType::Delete);
