@@ -96,12 +96,21 @@ def _delete_repository(resource, props, account_id, region_name):
     ecr_backends[account_id][region_name].delete_repository(resource.name, force=force)
 
 
+def _delete_vpc_endpoint(resource, props, account_id, region_name):
+    # moto has no template delete for endpoints; its API delete drops an interface endpoint's ENIs
+    # and a gateway endpoint's routes, as AWS does.
+    from moto.ec2.models import ec2_backends
+
+    ec2_backends[account_id][region_name].delete_vpc_endpoints([resource.id])
+
+
 # resource type -> delete(resource, resolved properties, account_id, region_name), used by the
 # engine instead of moto's own.
 DELETERS = {
     "AWS::ECR::Repository": _delete_repository,
     "AWS::ECS::Cluster": _delete_cluster,
     "AWS::ECS::TaskDefinition": _deregister_task_definition,
+    "AWS::EC2::VPCEndpoint": _delete_vpc_endpoint,
     "AWS::ElasticLoadBalancingV2::Listener": _delete_listener,
     "AWS::ElasticLoadBalancingV2::TargetGroup": _delete_target_group,
 }
