@@ -27,6 +27,16 @@ Resources:
       AssumeRolePolicyDocument:
         Version: "2012-10-17"
         Statement: [{Effect: Allow, Principal: {Service: lambda.amazonaws.com}, Action: sts:AssumeRole}]
+      # What the example binary calls (the engine authorizes it against this role).
+      Policies:
+        - PolicyName: parameter
+          PolicyDocument:
+            Version: "2012-10-17"
+            Statement:
+              - Effect: Allow
+                Action: [ssm:PutParameter, ssm:AddTagsToResource, ssm:GetParameter, ssm:ListTagsForResource,
+                         ssm:DeleteParameter]
+                Resource: !Sub arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/*
   Function:
     Type: AWS::Lambda::Function
     Properties:

@@ -24,7 +24,8 @@ in-process, and nothing else:
   physical id on Update is a replacement whose old id gets a Delete during cleanup;
 - Lambda functions run for real: the zip moto stores is unpacked and its `bootstrap` run behind
   the Lambda Runtime API (harness.lambda_service.LocalLambda), with the function's timeout and
-  environment; moto's Invoke API is routed there too;
+  environment and its role's credentials (harness.engine_iam authorizes its calls); moto's Invoke
+  API is routed there too, and the functions' hand-overs go through it;
 - AWS rules moto does not enforce (harness.engine_rules): physical-name limits, given or generated;
   native resources replaced when create-only properties change (new one first, old one in
   cleanup; refused for a custom name that stays); an ALB's two zones; the template's Rules.
@@ -63,7 +64,7 @@ from moto.ec2.exceptions import InvalidSubnetIdError
 from moto.ec2.models import ec2_backends
 from moto.s3.models import s3_backends
 
-from . import engine_rules
+from . import engine_iam, engine_rules
 from .lambda_service import LocalLambda
 from .net import QuietHTTPServer
 
@@ -606,6 +607,7 @@ class Engine:
         from . import engine_models
 
         engine_models.install()
+        engine_iam.install()
         engine = self
         backend_class = cfn_models.CloudFormationBackend
 
@@ -1237,7 +1239,7 @@ class Engine:
 
     # -- Lambda -----------------------------------------------------------------------------
     def local_function(self, function) -> LocalLambda:
-        key = (function.function_arn, function.code_sha_256)
+        key = (function.function_arn, function.code_sha_256, function.role)
         with self.lock:
             runner = self.functions.get(key)
             if runner is not None:
@@ -1262,7 +1264,9 @@ class Engine:
                                      f"runs {host}: build the zips for {host} (make build without ARCH=arm64)")
             env = dict(function.environment_vars or {})
             env.update(self.function_env)
-            env.update({"AWS_ENDPOINT_URL": self.moto_url,
+            env.update(engine_iam.credentials(function))
+            # The hand-over's Invoke goes through moto's Lambda API too, so IAM sees it.
+            env.update({"AWS_ENDPOINT_URL": self.moto_url, "AWS_ENDPOINT_URL_LAMBDA": self.moto_url,
                         "RESPONSE_URL_ALLOWED_PREFIXES": f"{self.control_url}/responses/"})
             runner = LocalLambda(function.function_name, binary, self.log_dir, timeout=float(function.timeout or 3),
                                  env=env, retry_delay=self.async_retry_delay).start()
