@@ -158,10 +158,9 @@ def test_a_network_role_without_ec2_describe_availability_zones_fails_the_resour
     destroy(env, "iam-no-zones", sandbox)
 
 
-@pytest.mark.xfail(strict=True, reason="functions/network answers a Create that fails after the VPC was made with a "
-                   "placeholder physical id (custom-resource:create-failed:<RequestId>), so the rollback Delete deletes "
-                   "nothing: the VPC, internet gateway, route tables and Elastic IP made before the refused call remain")
 def test_a_create_refused_after_the_vpc_was_made_is_rolled_back_leaving_nothing_behind():
+    """The FAILED answer carries the VPC id (Resource::made_before_failing), so the rollback
+    Delete removes the VPC and everything made in it before the refused call."""
     engine = start_engine("engine-iam-no-subnet")  # its own account: what is left behind dies with it
     try:
         ids, sandbox = deploy(engine, "iam-no-subnet", edited(WITHOUT_CREATE_SUBNET))

@@ -366,6 +366,11 @@ impl<R: Resource, D: Deliver, H: HandOver> Provider<R, D, H> {
                             false,
                         ));
                     }
+                    if request_type == RequestType::Create {
+                        if let Some(made) = self.resource.made_before_failing(&problem) {
+                            failure_id = made;
+                        }
+                    }
                     return failed(
                         &failure_id,
                         format!("{request_type} failed: {}", chain(&problem)),

@@ -29,6 +29,13 @@ pub trait Resource: Send + Sync + 'static {
         false
     }
 
+    /// The id of what a failed Create had already made, when the error knows it: the FAILED
+    /// answer then carries it, so CloudFormation's rollback Delete removes what was made instead
+    /// of a no-op on the create-failed marker.
+    fn made_before_failing(&self, _error: &Self::Error) -> Option<String> {
+        None
+    }
+
     /// Create the resource. Must be idempotent for a repeated `ctx.request_id`.
     fn create(
         &self,

@@ -30,6 +30,7 @@ enum Mode {
     NotFound,
     BigData,
     HugeReason,
+    FailAfterMaking,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -69,6 +70,8 @@ enum ThingError {
     Boom(String),
     #[error("DeleteThing: NotFound: no such thing")]
     NotFound,
+    #[error("AttachThing: Boom: refused after {0} was made")]
+    AfterMaking(String),
 }
 
 #[derive(Default)]
@@ -97,6 +100,7 @@ impl Thing {
             )
             .with_physical_id(id)),
             Mode::NotFound => Err(ThingError::NotFound),
+            Mode::FailAfterMaking => Err(ThingError::AfterMaking(id.to_owned())),
             Mode::BigData => Ok(completion.data("Blob", "b".repeat(5000)).into()),
         }
     }
@@ -108,6 +112,13 @@ impl Resource for Thing {
 
     fn is_not_found(&self, error: &ThingError) -> bool {
         matches!(error, ThingError::NotFound)
+    }
+
+    fn made_before_failing(&self, error: &ThingError) -> Option<String> {
+        match error {
+            ThingError::AfterMaking(id) => Some(id.clone()),
+            _ => None,
+        }
     }
 
     async fn create(&self, _ctx: &Context, props: &ThingProperties) -> Result<Outcome, ThingError> {
@@ -328,6 +339,40 @@ async fn a_handler_error_on_create_answers_failed_with_the_marker_id_and_rollbac
         rollback.calls().is_empty(),
         "the resource must not be called: {:?}",
         rollback.calls()
+    );
+}
+
+#[tokio::test]
+async fn a_create_that_fails_after_making_something_answers_with_its_id_so_the_rollback_delete_removes_it(
+) {
+    let s = setup();
+    s.provider
+        .handle(
+            event(CREATE, json!({"Mode": "FailAfterMaking"})),
+            lambda(30),
+        )
+        .await;
+    let answer = s.only_answer();
+    assert_eq!(answer["Status"], "FAILED");
+    let made = answer["PhysicalResourceId"].as_str().unwrap().to_owned();
+    assert!(
+        !made.starts_with("custom-resource:create-failed:"),
+        "{made}"
+    );
+    assert!(answer["Reason"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("refused after {made} was made")));
+
+    let rollback = setup();
+    let mut delete = event(DELETE, json!({}));
+    delete["PhysicalResourceId"] = json!(made);
+    rollback.provider.handle(delete, lambda(30)).await;
+    assert_eq!(rollback.only_answer()["Status"], "SUCCESS");
+    assert_eq!(
+        rollback.calls().len(),
+        1,
+        "the rollback Delete reached the resource"
     );
 }
 

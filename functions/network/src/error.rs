@@ -22,6 +22,14 @@ pub enum NetworkError {
     #[error("cannot delete VPC {vpc_id}: it still holds {blockers}. Delete them (or the resources that own them, e.g. services, load balancers, Lambda functions in the VPC) first, then retry the stack deletion")]
     Blocked { vpc_id: String, blockers: String },
 
+    /// A Create failed after making the VPC: the FAILED answer carries the VPC id so the rollback
+    /// Delete removes everything in it.
+    #[error("{cause}")]
+    AfterVpc {
+        vpc_id: String,
+        cause: Box<NetworkError>,
+    },
+
     /// EC2 answered without a field it always sends.
     #[error("{operation}: the response had no {field}")]
     Missing {
@@ -42,6 +50,7 @@ impl NetworkError {
     pub fn code(&self) -> Option<&str> {
         match self {
             Self::Aws(error) => Some(&error.code),
+            Self::AfterVpc { cause, .. } => cause.code(),
             _ => None,
         }
     }

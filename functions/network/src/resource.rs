@@ -356,10 +356,14 @@ impl Network {
         if round_two > 0 {
             log_round("vpc", round_two, started);
         }
+        let after_vpc = |cause: NetworkError| NetworkError::AfterVpc {
+            vpc_id: vpc_id.clone(),
+            cause: Box::new(cause),
+        };
         let mut state = if fresh {
             State::empty(&vpc_id, &cidr)
         } else {
-            discover(&self.ec2, &vpc_id).await?
+            discover(&self.ec2, &vpc_id).await.map_err(after_vpc)?
         };
         if state.igw.is_none() {
             state.igw = Some(Igw {
@@ -367,7 +371,10 @@ impl Network {
                 attached: false,
             });
         }
-        let outcome = self.reconcile(&owner, &azs, state, true, None).await?;
+        let outcome = self
+            .reconcile(&owner, &azs, state, true, None)
+            .await
+            .map_err(after_vpc)?;
         Ok((vpc_id, outcome))
     }
 
@@ -1379,6 +1386,13 @@ impl Resource for Network {
 
     fn is_not_found(&self, error: &NetworkError) -> bool {
         error.code() == Some("InvalidVpcID.NotFound")
+    }
+
+    fn made_before_failing(&self, error: &NetworkError) -> Option<String> {
+        match error {
+            NetworkError::AfterVpc { vpc_id, .. } => Some(vpc_id.clone()),
+            _ => None,
+        }
     }
 
     async fn create(
