@@ -1446,6 +1446,9 @@ impl Resource for Network {
                     "saved progress"
                 },
             })?;
+        // Each branch's future is boxed: resume's state machine would otherwise hold all of them,
+        // and polling it overflowed a worker thread's stack in the debug build after a few checks
+        // of a slow NAT deletion (LOCAL_AWS_NAT_PENDING_DESCRIBES=12), killing the process unanswered.
         match request {
             Request::Create { properties } => {
                 let started = std::time::Instant::now();
@@ -1456,13 +1459,13 @@ impl Resource for Network {
                     ctx,
                     props: properties,
                 };
-                self.reconcile(&owner, &azs, state, false, None).await
+                Box::pin(self.reconcile(&owner, &azs, state, false, None)).await
             }
             Request::Update { old, new, .. } if old.needs_replacement(new) => {
                 let state = discover(&self.ec2, &saved.vpc_id).await?;
                 let azs = self.zones(new).await?;
                 let owner = Owner { ctx, props: new };
-                let outcome = self.reconcile(&owner, &azs, state, false, None).await?;
+                let outcome = Box::pin(self.reconcile(&owner, &azs, state, false, None)).await?;
                 Ok(as_replacement(&saved.vpc_id, outcome))
             }
             Request::Update {
@@ -1471,11 +1474,11 @@ impl Resource for Network {
                 new,
             } => {
                 // The retag runs last in reconcile, after the NAT wait: it is still to do here.
-                self.update_in_place(ctx, physical_id, Some(old), new).await
+                Box::pin(self.update_in_place(ctx, physical_id, Some(old), new)).await
             }
             Request::Delete { physical_id, .. } => {
                 debug_assert_eq!(ctx.request_type, RequestType::Delete);
-                self.remove(physical_id).await
+                Box::pin(self.remove(physical_id)).await
             }
         }
     }
