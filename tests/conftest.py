@@ -36,6 +36,32 @@ def binary(name: str, example: bool = False) -> Path:
     return TARGET / "debug" / ("examples" if example else "") / name
 
 
+def engine_for_deploys(name: str, bucket: str):
+    """A local engine process ready for `make deploy`: the provider functions zipped from the
+    debug binaries (in `engine.lambda_dir`) and the code bucket."""
+    import stackctl
+    from harness.engine_process import EngineProcess, zip_binary
+
+    engine = EngineProcess(LOGS / name, function_env=FUNCTION_ENV).start()
+    engine.lambda_dir = LOGS / f"{name}-zips" / "lambda"
+    for function in stackctl.FUNCTIONS:
+        zip_binary(binary(function), engine.lambda_dir / function / "bootstrap.zip")
+    engine.client("s3").create_bucket(Bucket=bucket)
+    engine.bucket = bucket
+    return engine
+
+
+def make_on(engine, *arguments):
+    """`make <arguments>` against the engine, as a person runs it (output printed for the log)."""
+    import subprocess
+
+    command = [os.environ.get("MAKE", "make"), "-s", "--no-print-directory", *arguments,
+               f"BUCKET={engine.bucket}", f"LAMBDA_DIR={engine.lambda_dir}"]
+    result = subprocess.run(command, cwd=ROOT, env=engine.env(), capture_output=True, text=True, timeout=600)
+    print(result.stdout[-6000:], result.stderr[-3000:])
+    return result
+
+
 @pytest.fixture(scope="session")
 def moto():
     LOGS.mkdir(parents=True, exist_ok=True)

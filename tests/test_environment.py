@@ -3,14 +3,13 @@ same make targets a real account uses (package, deploy, weights, tasks, destroy)
 engine, with the three provider binaries as Lambda zips. The scenario runs in order: each test
 continues from the state the previous one left."""
 import json
-import os
 import subprocess
 
 import pytest
 import stackctl
 
-from conftest import FUNCTION_ENV, LOGS, ROOT, binary
-from harness.engine_process import EngineProcess, settle, zip_binary
+from conftest import ROOT, engine_for_deploys, make_on
+from harness.engine_process import settle
 from harness.images import push_image
 from harness.inventory import inventory
 
@@ -21,23 +20,13 @@ STACK = "shop-dev"
 
 @pytest.fixture(scope="module")
 def env():
-    engine = EngineProcess(LOGS / "environment", function_env=FUNCTION_ENV).start()
-    lambda_dir = LOGS / "zips" / "lambda"
-    for name in stackctl.FUNCTIONS:
-        zip_binary(binary(name), lambda_dir / name / "bootstrap.zip")
-    engine.client("s3").create_bucket(Bucket=BUCKET)
+    engine = engine_for_deploys("environment", BUCKET)
     engine.client("ssm").put_parameter(Name=SECRET, Type="SecureString", Value="postgres://db.internal/shop")
-    engine.lambda_dir = lambda_dir
     yield engine
     engine.stop()
 
 
-def make(engine, *arguments) -> subprocess.CompletedProcess:
-    command = [os.environ.get("MAKE", "make"), "-s", "--no-print-directory", *arguments,
-               f"BUCKET={BUCKET}", f"LAMBDA_DIR={engine.lambda_dir}"]
-    result = subprocess.run(command, cwd=ROOT, env=engine.env(), capture_output=True, text=True, timeout=600)
-    print(result.stdout[-6000:], result.stderr[-3000:])
-    return result
+make = make_on
 
 
 def stack(engine) -> dict:

@@ -4,14 +4,10 @@ interface endpoints in the private subnets with private DNS), and `None` without
 refused by the root stack's Rules before anything is created. On the local engine (moto's AWS,
 our CloudFormation orchestration), through `make deploy` / `make destroy` and the real provider
 binaries, as tests/test_environment.py does."""
-import os
-import subprocess
 
 import pytest
-import stackctl
 
-from conftest import FUNCTION_ENV, LOGS, ROOT, binary
-from harness.engine_process import EngineProcess, zip_binary
+from conftest import engine_for_deploys, make_on
 from harness.inventory import inventory
 from harness.moto import REGION
 
@@ -23,22 +19,12 @@ S3_SERVICE = f"com.amazonaws.{REGION}.s3"
 
 @pytest.fixture(scope="module")
 def env():
-    engine = EngineProcess(LOGS / "vpc-endpoints", function_env=FUNCTION_ENV).start()
-    lambda_dir = LOGS / "vpc-endpoints-zips" / "lambda"
-    for name in stackctl.FUNCTIONS:
-        zip_binary(binary(name), lambda_dir / name / "bootstrap.zip")
-    engine.client("s3").create_bucket(Bucket=BUCKET)
-    engine.lambda_dir = lambda_dir
+    engine = engine_for_deploys("vpc-endpoints", BUCKET)
     yield engine
     engine.stop()
 
 
-def make(engine, *arguments) -> subprocess.CompletedProcess:
-    command = [os.environ.get("MAKE", "make"), "-s", "--no-print-directory", *arguments,
-               f"BUCKET={BUCKET}", f"LAMBDA_DIR={engine.lambda_dir}"]
-    result = subprocess.run(command, cwd=ROOT, env=engine.env(), capture_output=True, text=True, timeout=600)
-    print(result.stdout[-6000:], result.stderr[-3000:])
-    return result
+make = make_on
 
 
 def stack_outputs(engine, name_or_id: str) -> dict:
