@@ -20,6 +20,14 @@ pub const ECS_SERVICE: &str = "ecs.amazonaws.com";
 /// IAM is eventually consistent: a role just created may not be assumable by ECS yet.
 pub const ROLE_PROPAGATION_MS: u64 = 10_000;
 const ID_PREFIX: &str = "environment-preflight";
+const PROPAGATING: &str = "the new ECS service-linked role to propagate in IAM";
+
+/// The Data every finished operation returns.
+fn finished(completion: Completion) -> Outcome {
+    completion
+        .data("EcsServiceLinkedRole", ECS_SERVICE_LINKED_ROLE)
+        .into()
+}
 
 /// The physical id carries the fixed settings the environment was deployed with, so an Update
 /// compares against what was *deployed*, not against OldResourceProperties: a rollback Update
@@ -132,17 +140,15 @@ impl EnvironmentPreflight {
         p: &PreflightProperties,
         completion: Completion,
     ) -> Result<Outcome, PreflightError> {
-        let created = self.ensure_role(p).await?;
-        let completion = completion.data("EcsServiceLinkedRole", ECS_SERVICE_LINKED_ROLE);
-        if created {
+        if self.ensure_role(p).await? {
             return Ok(Outcome::pending(
-                "the new ECS service-linked role to propagate in IAM",
+                PROPAGATING,
                 Progress {
                     ready_at_ms: epoch_ms(SystemTime::now()) + ROLE_PROPAGATION_MS,
                 },
             ));
         }
-        Ok(completion.into())
+        Ok(finished(completion))
     }
 }
 
@@ -194,18 +200,13 @@ impl Resource for EnvironmentPreflight {
         let progress: Progress = serde_json::from_value(progress.clone())
             .map_err(|e| PreflightError::Progress(e.to_string()))?;
         if epoch_ms(SystemTime::now()) < progress.ready_at_ms {
-            return Ok(Outcome::pending(
-                "the new ECS service-linked role to propagate in IAM",
-                progress,
-            ));
+            return Ok(Outcome::pending(PROPAGATING, progress));
         }
         let completion = match request {
             Request::Create { properties } => Completion::created(physical_id(properties)),
             _ => Completion::unchanged(),
         };
-        Ok(completion
-            .data("EcsServiceLinkedRole", ECS_SERVICE_LINKED_ROLE)
-            .into())
+        Ok(finished(completion))
     }
 }
 
