@@ -23,9 +23,13 @@ LOGS = ROOT / ".tmp" / "test-logs"
 
 # Test-scale timings: a 6 s Lambda, answer 1.5 s before its deadline, poll every 0.5 s.
 LAMBDA_TIMEOUT = 6.0
+# The hand-over claim table (functions/custom-resource/src/handover.rs), made in moto before
+# every test as provider.yaml makes it.
+HANDOVER_TABLE = "custom-resource-handovers"
 FUNCTION_ENV = {
     "CUSTOM_RESOURCE_POLL_INTERVAL_MS": "500",
     "CUSTOM_RESOURCE_SAFETY_MARGIN_MS": "1500",
+    "CUSTOM_RESOURCE_HANDOVER_TABLE": HANDOVER_TABLE,
     "RUST_LOG": "info",
 }
 
@@ -42,7 +46,9 @@ def engine_for_deploys(name: str, bucket: str):
     import stackctl
     from harness.engine_process import EngineProcess, zip_binary
 
-    engine = EngineProcess(LOGS / name, function_env=FUNCTION_ENV).start()
+    # The engine's functions claim hand-overs in the table provider.yaml makes, not the harness's.
+    env = {k: v for k, v in FUNCTION_ENV.items() if k != "CUSTOM_RESOURCE_HANDOVER_TABLE"}
+    engine = EngineProcess(LOGS / name, function_env=env).start()
     engine.lambda_dir = LOGS / f"{name}-zips" / "lambda"
     for function in stackctl.FUNCTIONS:
         zip_binary(binary(function), engine.lambda_dir / function / "bootstrap.zip")
@@ -94,11 +100,11 @@ def proxy(moto):
     recorder.stop()
 
 
-def _function(name, cfn, proxy, **extra):
+def _function(name, cfn, proxy, timeout=30.0, label=None, **extra):
     env = dict(FUNCTION_ENV, AWS_ENDPOINT_URL=proxy.url, RESPONSE_URL_ALLOWED_PREFIXES=cfn.prefix, **extra)
     # Generous timeout: these tests are about AWS calls, not the deadline (tested with the example).
-    return LocalLambda(name if not extra else f"{name}-{extra.get('AWS_REGION')}", binary(name), LOGS,
-                       timeout=30.0, env=env).start()
+    return LocalLambda(f"{name}-{label}" if label else name, binary(name), LOGS,
+                       timeout=timeout, env=env).start()
 
 
 @pytest.fixture(scope="session")
@@ -110,7 +116,16 @@ def network_function(moto, cfn, proxy):
 
 @pytest.fixture(scope="session")
 def network_function_in_a_two_zone_region(moto, cfn, proxy):
-    function = _function("network", cfn, proxy, AWS_REGION="us-west-1", AWS_DEFAULT_REGION="us-west-1")
+    function = _function("network", cfn, proxy, label="us-west-1", AWS_REGION="us-west-1",
+                         AWS_DEFAULT_REGION="us-west-1")
+    yield function
+    function.stop()
+
+
+@pytest.fixture(scope="session")
+def network_function_short(moto, cfn, proxy):
+    """The network binary with a 6 s Lambda timeout: long NAT waits span invocations."""
+    function = _function("network", cfn, proxy, timeout=LAMBDA_TIMEOUT, label="short")
     yield function
     function.stop()
 
@@ -132,6 +147,10 @@ def scaling_function(moto, cfn, proxy):
 @pytest.fixture(autouse=True)
 def fresh_state(request, moto):
     moto.reset()
+    moto.client("dynamodb").create_table(
+        TableName=HANDOVER_TABLE, BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "Claim", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "Claim", "KeyType": "HASH"}])
     SCENARIOS.append((request.node.name, []))
     yield
 

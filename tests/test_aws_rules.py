@@ -166,6 +166,39 @@ def test_nat_pending_describes_0_makes_nat_gateways_available_and_deleted_at_onc
     assert nat_states(ec2, nat, 1) == ["deleted"]
 
 
+def test_a_nat_gateway_made_while_nat_failure_is_set_ends_failed_with_the_code_and_no_address(moto):
+    ec2 = moto.client("ec2")
+    with moto.knobs(NAT_FAILURE="InsufficientFreeAddressesInSubnet"):
+        created = nat_gateway(ec2)
+    nat = created["NatGatewayId"]
+    assert nat_states(ec2, nat, 3) == ["pending", "pending", "failed"]
+    [failed] = ec2.describe_nat_gateways(NatGatewayIds=[nat])["NatGateways"]
+    assert failed["FailureCode"] == "InsufficientFreeAddressesInSubnet"
+    assert "insufficient free addresses" in failed["FailureMessage"]
+    [address] = ec2.describe_addresses()["Addresses"]
+    assert not address.get("AssociationId") and not address.get("NetworkInterfaceId")
+    assert ec2.describe_network_interfaces()["NetworkInterfaces"] == []
+
+
+def test_nat_gateways_made_after_the_nat_failure_knob_is_unset_become_available(moto):
+    ec2 = moto.client("ec2")
+    with moto.knobs(NAT_FAILURE="InsufficientFreeAddressesInSubnet"):
+        pass
+    assert nat_states(ec2, nat_gateway(ec2)["NatGatewayId"], 3)[-1] == "available"
+
+
+def test_create_nat_gateway_with_a_used_client_token_returns_the_nat_made_with_it(aws):
+    ec2 = aws("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.1.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.1.0.0/24")["Subnet"]["SubnetId"]
+    allocation, second = (ec2.allocate_address(Domain="vpc")["AllocationId"] for _ in range(2))
+    first, again = (ec2.create_nat_gateway(SubnetId=subnet, AllocationId=allocation, ClientToken="t-1")
+                    for _ in range(2))
+    other = ec2.create_nat_gateway(SubnetId=subnet, AllocationId=second, ClientToken="t-2")
+    assert again["NatGateway"]["NatGatewayId"] == first["NatGateway"]["NatGatewayId"]
+    assert other["NatGateway"]["NatGatewayId"] != first["NatGateway"]["NatGatewayId"]
+
+
 # --- Elastic IP quota -----------------------------------------------------------------------------
 
 

@@ -149,6 +149,25 @@ def test_a_wait_longer_than_one_lambda_timeout_finishes_in_a_second_invocation(p
     assert list(params(ssm)) == ["/demo/slow"]
 
 
+def test_a_hand_over_delivered_twice_is_answered_once(parameter, ssm, example_function, moto):
+    example_function.duplicate_events = True
+    try:
+        answer = parameter.create({"Name": "/demo/twice", "Value": "v", "WaitSeconds": 10})
+    finally:
+        example_function.duplicate_events = False
+    assert answer.ok and answer.physical_id == "/demo/twice"
+    invocations = example_function.invocations_for(answer.request_id)
+    handed = [inv for inv in invocations if "CustomResourceContinuation" in inv.event]
+    assert len(handed) >= 2 and len(handed) % 2 == 0, "every hand-over was delivered twice"
+    duplicates = [inv for inv in handed if b"DUPLICATE_HAND_OVER" in inv.result]
+    assert len(duplicates) == len(handed) // 2, [inv.result for inv in handed]
+    answered = [a for key, got in parameter.cfn.answers.items() if key.endswith(answer.request_id) for a in got]
+    assert len(answered) == 1, "cfn.send also fails on a second answer"
+    claims = moto.client("dynamodb").scan(TableName="custom-resource-handovers")["Items"]
+    assert claims and all(item["State"]["S"] == "done" for item in claims)
+    assert list(params(ssm)) == ["/demo/twice"]
+
+
 def test_a_wait_past_the_service_timeout_answers_failed_with_what_was_pending(parameter, ssm, example_function):
     answer = parameter.create({"Name": "/demo/stuck", "Value": "v", "WaitSeconds": 300, "ServiceTimeout": 9})
     assert answer.status == "FAILED"

@@ -17,8 +17,9 @@ def footprint(ec2) -> dict:
         "subnets": sorted(s["SubnetId"] for s in ec2.describe_subnets()["Subnets"] if s["VpcId"] not in default),
         "route_tables": sorted(t["RouteTableId"] for t in ec2.describe_route_tables()["RouteTables"]
                                if t["VpcId"] not in default),
+        # Failed NAT gateways hold nothing and EC2 removes them (about an hour later).
         "nat_gateways": sorted(n["NatGatewayId"] for n in ec2.describe_nat_gateways()["NatGateways"]
-                               if n["State"] not in ("deleted", "deleting")),
+                               if n["State"] not in ("deleted", "deleting", "failed")),
         "addresses": sorted(a["AllocationId"] for a in ec2.describe_addresses()["Addresses"]),
         "internet_gateways": sorted(
             g["InternetGatewayId"] for g in ec2.describe_internet_gateways()["InternetGateways"]
@@ -154,6 +155,71 @@ def test_a_name_and_tags_change_with_a_nat_change_retags_everything_after_the_na
         if "Name" in tags:  # the main route table AWS makes is not ours
             assert tags["Name"].startswith("dev2") and tags.get("team") == "b", tags
     network.delete()
+
+
+NO_ADDRESSES = "InsufficientFreeAddressesInSubnet"
+
+
+def test_a_nat_gateway_that_fails_during_create_answers_failed_naming_it_and_the_rollback_leaves_nothing(
+        network, ec2, moto, proxy):
+    with moto.knobs(NAT_FAILURE=NO_ADDRESSES):
+        answer = network.create({"Name": "dev", "AvailabilityZoneCount": 2, "NatGateways": "PerAz"})
+    assert answer.status == "FAILED"
+    [failed] = [n for n in ec2.describe_nat_gateways()["NatGateways"] if n["State"] == "failed"][:1]
+    assert f"NAT gateway {failed['NatGatewayId']}" in answer.reason, answer.reason
+    assert NO_ADDRESSES in answer.reason and "insufficient free addresses" in answer.reason
+    assert answer.physical_id.startswith("vpc-"), "the rollback Delete must find the VPC"
+    assert network.rollback_answer.ok
+    assert footprint(ec2) == EMPTY
+    assert not [c for c in proxy.recorded("ec2", action="CreateRoute") if c.params.get("NatGatewayId")], \
+        "no private route to a failed NAT"
+
+
+def test_a_nat_gateway_that_fails_during_a_layout_change_fails_the_update_and_the_rollback_keeps_the_network(
+        network, ec2, moto):
+    created = network.create({"Name": "dev", "AvailabilityZoneCount": 2, "NatGateways": "None"})
+    with moto.knobs(NAT_FAILURE=NO_ADDRESSES):
+        answer = network.update({"Name": "dev", "AvailabilityZoneCount": 2, "NatGateways": "Single"})
+    assert answer.status == "FAILED" and NO_ADDRESSES in answer.reason
+    assert answer.physical_id == created.physical_id
+    assert network.rollback_answer.ok
+    assert footprint(ec2)["nat_gateways"] == [] and footprint(ec2)["addresses"] == []
+    assert set(private_routes(ec2, created.data).values()) == {None}
+    again = network.update({"Name": "dev", "AvailabilityZoneCount": 2, "NatGateways": "Single"})
+    assert again.ok, "a retry once the cause is fixed makes a new NAT gateway"
+    assert len(footprint(ec2)["nat_gateways"]) == 1
+    network.delete()
+    assert footprint(ec2) == EMPTY
+
+
+def test_nat_waits_longer_than_one_invocation_create_change_and_delete_across_hand_overs(
+        cfn, network_function_short, ec2, moto):
+    network = Resource(cfn, network_function_short, "Network", resource_type="Custom::Network")
+    with moto.knobs(NAT_PENDING_DESCRIBES=14):
+        created = network.create({"Name": "dev", "AvailabilityZoneCount": 2, "NatGateways": "Single",
+                                  "Tags": [{"Key": "team", "Value": "a"}]})
+        assert created.ok, created.reason
+        assert len(network_function_short.invocations_for(created.request_id)) >= 2, "the wait spans invocations"
+        assert set(private_routes(ec2, created.data).values()) == {created.data["NatGatewayIds"]}
+        changed = network.update({"Name": "dev2", "AvailabilityZoneCount": 2, "NatGateways": "PerAz",
+                                  "Tags": [{"Key": "team", "Value": "b"}]})
+        assert changed.ok, changed.reason
+        assert len(network_function_short.invocations_for(changed.request_id)) >= 2
+        nats = changed.data["NatGatewayIds"].split(",")
+        routes = private_routes(ec2, changed.data)
+        assert [routes[t] for t in changed.data["PrivateRouteTableIds"].split(",")] == nats
+        vpc = created.physical_id
+        tagged = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"]
+        tagged += ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["RouteTables"]
+        tagged += ec2.describe_vpcs(VpcIds=[vpc])["Vpcs"]
+        for resource in tagged:
+            tags = {t["Key"]: t["Value"] for t in resource.get("Tags", [])}
+            if "Name" in tags:
+                assert tags["Name"].startswith("dev2") and tags.get("team") == "b", tags
+        deleted = network.delete()
+        assert deleted.ok, deleted.reason
+        assert len(network_function_short.invocations_for(deleted.request_id)) >= 2
+    assert footprint(ec2) == EMPTY
 
 
 def test_a_duplicate_create_finds_the_vpc_it_already_made(network, ec2):

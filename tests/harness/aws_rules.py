@@ -6,6 +6,11 @@ or switches it off for diagnosis:
   * NAT gateways are `pending` for the first LOCAL_AWS_NAT_PENDING_DESCRIBES (2) describes that
     return them, then `available`; deleted ones are `deleting` as long, then `deleted` (moto: at
     once; AWS: minutes). 0 restores moto's.
+  * LOCAL_AWS_NAT_FAILURE=<code> (default empty): NAT gateways created while it is set end in
+    `failed` instead of `available`, with that FailureCode and AWS's message, their address
+    disassociated and their interface gone (AWS: "InsufficientFreeAddressesInSubnet", ...).
+  * CreateNatGateway with a ClientToken already used returns the NAT made with it, whatever its
+    state (moto: a new NAT every time; AWS: idempotent on the token).
   * Elastic IPs: LOCAL_AWS_EIP_QUOTA (5) per region, AllocateAddress beyond it fails with
     AddressLimitExceeded, DescribeAccountAttributes reports the quota (moto: no limit, reports 5).
   * CreateCluster tries to create the ECS service-linked role, as ECS does, and with capacity
@@ -18,7 +23,12 @@ or switches it off for diagnosis:
     harness.engine_ecs (LOCAL_AWS_FARGATE_ZONES) can be met outside Windows.
 The scheduler rules (image pulls, Fargate zones) live in harness.engine_ecs, which reads its knobs
 through `enforced` here.
+
+Knobs come from the environment, overridden by the JSON object in the file LOCAL_AWS_KNOBS_FILE
+names (keys without the LOCAL_AWS_ prefix), re-read at every use: a test changes a knob of a
+running server with `MotoServer.knobs(...)`.
 """
+import json
 import os
 import re
 
@@ -39,7 +49,16 @@ _installed = False
 
 
 def knob(name: str, default: str) -> str:
-    return os.environ.get(f"LOCAL_AWS_{name}", default).strip()
+    overrides = {}
+    path = os.environ.get("LOCAL_AWS_KNOBS_FILE")
+    if path and os.path.exists(path):
+        try:
+            with open(path) as file:
+                overrides = json.load(file)
+        except ValueError:
+            overrides = {}  # a test is rewriting it; the next use reads it whole
+    value = overrides.get(name, os.environ.get(f"LOCAL_AWS_{name}", default))
+    return str(value).strip()
 
 
 def enforced(name: str) -> bool:
@@ -58,6 +77,7 @@ def install() -> None:
     if _installed:
         return
     _patch_nat_gateway_states()
+    _patch_nat_gateway_client_tokens()
     _patch_elastic_ip_quota()
     _patch_ecs_service_linked_role()
     _patch_service_linked_role_names()
@@ -87,6 +107,9 @@ def _patch_nat_gateway_states() -> None:
     def create_nat_gateway(self, *args, **kwargs):
         nat_gateway = create(self, *args, **kwargs)
         transitional(nat_gateway, "pending")
+        nat_gateway._aws_rules_failure = knob("NAT_FAILURE", "")
+        if nat_gateway._aws_rules_failure and nat_gateway.state == "available":
+            fail(self, nat_gateway)
         return nat_gateway
 
     def delete_nat_gateway(self, nat_gateway_id):
@@ -102,6 +125,8 @@ def _patch_nat_gateway_states() -> None:
             if nat_gateway.state in settled:
                 if nat_gateway._aws_rules_describes >= int(knob("NAT_PENDING_DESCRIBES", "2")):
                     nat_gateway.state = settled[nat_gateway.state]
+                    if nat_gateway.state == "available" and getattr(nat_gateway, "_aws_rules_failure", ""):
+                        fail(self, nat_gateway)
                 else:
                     nat_gateway._aws_rules_describes += 1
         return describe(self, filters, nat_gateway_ids)
@@ -109,6 +134,57 @@ def _patch_nat_gateway_states() -> None:
     NatGatewayBackend.create_nat_gateway = create_nat_gateway
     NatGatewayBackend.delete_nat_gateway = delete_nat_gateway
     NatGatewayBackend.describe_nat_gateways = describe_nat_gateways
+
+
+# "NAT gateway creation fails" / FailureCode, FailureMessage in the EC2 API reference (NatGateway):
+# the gateway shows `failed` with the code and message, keeps no address and no interface.
+NAT_FAILURE_MESSAGES = {
+    "InsufficientFreeAddressesInSubnet": "Subnet has insufficient free addresses to create this NAT gateway",
+    "Gateway.NotAttached": "Network vpc-xxxxxxxx has no Internet gateway attached",
+    "InternalError": "Network interface eni-xxxxxxxx, created and used internally by this NAT gateway is in an invalid state. Please try again.",
+}
+
+
+def fail(backend, nat_gateway) -> None:
+    code = nat_gateway._aws_rules_failure
+    nat_gateway.state = "failed"
+    nat_gateway.failure_code = code
+    nat_gateway.failure_message = NAT_FAILURE_MESSAGES.get(code, f"NAT gateway creation failed: {code}")
+    for address in backend.addresses:
+        if address.eni is not None and address.eni.id == nat_gateway._eni.id:
+            address.eni = None
+            address.association_id = None
+    for entry in nat_gateway.address_set:
+        entry.pop("associationId", None)
+        entry.pop("networkInterfaceId", None)
+        entry.pop("privateIp", None)
+        entry.pop("publicIp", None)
+    try:
+        backend.delete_network_interface(nat_gateway._eni.id)
+    except Exception:  # noqa: BLE001 - already gone
+        pass
+
+
+def _patch_nat_gateway_client_tokens() -> None:
+    from moto.ec2.responses.nat_gateways import NatGateways
+    from moto.core.responses import ActionResult
+
+    create = NatGateways.create_nat_gateway
+
+    def create_nat_gateway(self):
+        token = self._get_param("ClientToken")
+        made = getattr(self.ec2_backend, "_aws_rules_nat_tokens", None)
+        if made is None:
+            made = self.ec2_backend._aws_rules_nat_tokens = {}
+        if token and token in made and made[token] in self.ec2_backend.nat_gateways:
+            return ActionResult({"NatGateway": self.ec2_backend.nat_gateways[made[token]],
+                                 "ClientToken": token})
+        result = create(self)
+        if token:
+            made[token] = result.result["NatGateway"].id
+        return result
+
+    NatGateways.create_nat_gateway = create_nat_gateway
 
 
 # --- Elastic IP quota -----------------------------------------------------------------------------

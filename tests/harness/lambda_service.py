@@ -62,6 +62,9 @@ class LocalLambda:
         self.extra_env = dict(env or {})
         self.async_retries = async_retries
         self.retry_delay = retry_delay
+        # At-least-once delivery: when set, every Event invocation made through the Invoke API (a
+        # hand-over) is delivered twice, under two request ids, the copy queued behind the first.
+        self.duplicate_events = False
         self.arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
         self.log_path = log_dir / f"{name}.log"
         self.cond = threading.Condition()
@@ -278,6 +281,8 @@ class LocalLambda:
                 match = re.fullmatch(r"/2015-03-31/functions/([^/]+)/invocations(\?.*)?", self.path)
                 if match:
                     inv = service.invoke(body, self.headers.get("X-Amz-Invocation-Type", "RequestResponse"))
+                    if inv.kind == "Event" and service.duplicate_events:
+                        service.invoke(body, "Event")
                     if inv.kind == "Event":
                         return self._send(202, b"", {"x-amzn-RequestId": inv.aws_request_id})
                     headers = {"x-amzn-RequestId": inv.aws_request_id, "Content-Type": "application/json"}

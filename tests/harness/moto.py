@@ -1,5 +1,7 @@
 """moto server on a free loopback port, started and stopped by the harness, with the AWS rules of
 harness.aws_rules patched in (so the resource binaries meet them too)."""
+import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -28,6 +30,8 @@ class MotoServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_dir / "moto.log"
+        # harness.aws_rules re-reads its knobs from this file at every use (see knobs()).
+        self.knobs_path = log_dir / f"moto-{self.port}-knobs.json"
         self.process = None
 
     def start(self) -> "MotoServer":
@@ -39,6 +43,8 @@ class MotoServer:
         # ECS services report one running task (moto starts none): a desired count of 1 reaches
         # steady state, a higher one stays IN_PROGRESS, so both wait paths can be exercised.
         env["MOTO_ECS_SERVICE_RUNNING"] = "1"
+        self.knobs_path.write_text("{}")
+        env["LOCAL_AWS_KNOBS_FILE"] = str(self.knobs_path)
         # moto_server with harness.aws_rules installed: `-m` keeps tests/harness (which holds this
         # moto.py) off sys.path, so `import moto` finds moto.
         tests = str(Path(__file__).resolve().parent.parent)
@@ -54,6 +60,23 @@ class MotoServer:
     def reset(self) -> None:
         request = urllib.request.Request(self.url + "/moto-api/reset", method="POST")
         urllib.request.urlopen(request, timeout=10).read()
+
+    @contextlib.contextmanager
+    def knobs(self, **values):
+        """harness.aws_rules knobs (names without LOCAL_AWS_) changed for the block, on the
+        running server: `with moto.knobs(NAT_FAILURE="InsufficientFreeAddressesInSubnet"): ...`."""
+        before = json.loads(self.knobs_path.read_text() or "{}")
+        self._write_knobs({**before, **{k: str(v) for k, v in values.items()}})
+        try:
+            yield
+        finally:
+            self._write_knobs(before)
+
+    def _write_knobs(self, values: dict) -> None:
+        # Written whole, then renamed: the server never reads half a file.
+        partial = self.knobs_path.with_suffix(".partial")
+        partial.write_text(json.dumps(values))
+        partial.replace(self.knobs_path)
 
     def client(self, service: str, region: str = REGION):
         import boto3

@@ -19,6 +19,9 @@ pub struct Settings {
     pub timeout_override: Option<Duration>,
     /// Where answers may be sent (`RESPONSE_URL_ALLOWED_PREFIXES`).
     pub url_policy: UrlPolicy,
+    /// The DynamoDB table that claims hand-overs, so a duplicated delivery answers once
+    /// (`CUSTOM_RESOURCE_HANDOVER_TABLE`; none: duplicates are not detected).
+    pub handover_table: Option<String>,
 }
 
 impl Default for Settings {
@@ -28,6 +31,7 @@ impl Default for Settings {
             safety_margin: Duration::from_secs(10),
             timeout_override: None,
             url_policy: UrlPolicy::AmazonS3,
+            handover_table: None,
         }
     }
 }
@@ -71,6 +75,9 @@ impl Settings {
                 .unwrap_or(defaults.safety_margin),
             timeout_override: millis("CUSTOM_RESOURCE_TIMEOUT_SECONDS")?.map(Duration::from_secs),
             url_policy: UrlPolicy::from_setting(lookup("RESPONSE_URL_ALLOWED_PREFIXES").as_deref()),
+            handover_table: lookup("CUSTOM_RESOURCE_HANDOVER_TABLE")
+                .map(|table| table.trim().to_owned())
+                .filter(|table| !table.is_empty()),
         })
     }
 }

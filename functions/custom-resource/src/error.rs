@@ -25,6 +25,10 @@ pub enum Error {
     #[error("could not continue the wait in a new invocation of {function}: {message}")]
     HandOver { function: String, message: String },
 
+    /// The hand-over claim table could not be read or written.
+    #[error("could not claim the hand-over in CUSTOM_RESOURCE_HANDOVER_TABLE: {0}")]
+    Claim(AwsError),
+
     /// A setting in the environment is malformed.
     #[error("environment variable {name}={value:?} is invalid: {message}")]
     Setting {

@@ -90,7 +90,8 @@ pub fn init_tracing() {
 
 /// Runs `resource` behind the Lambda Runtime API until the process is stopped.
 ///
-/// `sdk_config` provides the Lambda client used to hand long waits on to a new invocation.
+/// `sdk_config` provides the Lambda client used to hand long waits on to a new invocation (and
+/// the DynamoDB client that claims hand-overs, when `CUSTOM_RESOURCE_HANDOVER_TABLE` is set).
 ///
 /// Run with the single argument `--property-names`, the binary prints the JSON list of the
 /// resource's property names and exits (used to check templates, which cfn-lint cannot see into).
@@ -104,10 +105,14 @@ pub async fn run<R: Resource>(
         return Ok(());
     }
     let settings = Settings::from_env()?;
+    let claims = settings
+        .handover_table
+        .clone()
+        .map(|table| (aws_sdk_dynamodb::Client::new(sdk_config), table));
     let provider = Arc::new(Provider::new(
         resource,
         deliver::HttpDelivery::new()?,
-        handover::LambdaHandOver::new(aws_sdk_lambda::Client::new(sdk_config)),
+        handover::LambdaHandOver::new(aws_sdk_lambda::Client::new(sdk_config), claims),
         settings,
     ));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
@@ -116,6 +121,7 @@ pub async fn run<R: Resource>(
             let invocation = Invocation::from_deadline_ms(
                 event.context.deadline,
                 event.context.invoked_function_arn.clone(),
+                event.context.request_id.clone(),
             );
             // Always Ok: returning an error would make Lambda retry an event already answered.
             let summary = match provider.handle(event.payload, invocation).await {
@@ -126,6 +132,7 @@ pub async fn run<R: Resource>(
                 }),
                 Handled::HandedOver { invocation } => json!({ "HandedOverTo": invocation }),
                 Handled::Refused => json!({ "Status": "NOT_ANSWERED" }),
+                Handled::Duplicate => json!({ "Status": "DUPLICATE_HAND_OVER" }),
             };
             Ok::<Value, lambda_runtime::Error>(summary)
         }

@@ -8,7 +8,7 @@
 use crate::config::Settings;
 use crate::deliver::Deliver;
 use crate::error::{chain, Error};
-use crate::handover::HandOver;
+use crate::handover::{Claim, HandOver};
 use crate::properties::{self, Properties};
 use crate::resource::{Completion, Context, Outcome, PhysicalId, Request, RequestType, Resource};
 use crate::response::{self, Answer, Ids};
@@ -47,12 +47,14 @@ pub struct Invocation {
     pub deadline: Instant,
     /// This function's ARN (used to hand a long wait on to a new invocation of itself).
     pub function_arn: String,
+    /// Lambda's request id: the same for Lambda's own retries of one invocation.
+    pub request_id: String,
 }
 
 impl Invocation {
     /// From the runtime's deadline in milliseconds since the epoch (0 or past: assume the
     /// 15-minute maximum rather than answering at once).
-    pub fn from_deadline_ms(deadline_ms: u64, function_arn: String) -> Self {
+    pub fn from_deadline_ms(deadline_ms: u64, function_arn: String, request_id: String) -> Self {
         let now_ms = epoch_ms(SystemTime::now());
         let remaining = if deadline_ms > now_ms {
             Duration::from_millis(deadline_ms - now_ms)
@@ -62,6 +64,7 @@ impl Invocation {
         Self {
             deadline: Instant::now() + remaining,
             function_arn,
+            request_id,
         }
     }
 }
@@ -75,6 +78,8 @@ pub enum Handled {
     HandedOver { invocation: u32 },
     /// The event has no ResponseURL, or one off the allow-list: nothing was done, nothing sent.
     Refused,
+    /// A second delivery of a hand-over another invocation claimed: nothing done, nothing sent.
+    Duplicate,
 }
 
 /// The protocol engine for one resource.
@@ -150,6 +155,70 @@ impl<R: Resource, D: Deliver, H: HandOver> Provider<R, D, H> {
             stack_id: text(&event, "StackId"),
             logical_resource_id: text(&event, "LogicalResourceId"),
         };
+        let claimed = match &continuation {
+            Some(carried) => match self.claim(&ids, carried, &invocation, started).await {
+                Some(key) => Some(key),
+                None => return Handled::Duplicate,
+            },
+            None => None,
+        };
+        let handled = self
+            .decide_and_send(&event, &url, &ids, continuation, &invocation, started)
+            .await;
+        if let Some(Some(key)) = claimed {
+            if let Err(problem) = self.hand_over.finish(&key).await {
+                warn!(error = %problem, "could not mark the hand-over claim done; a late duplicate delivery could act on it again");
+            }
+        }
+        handled
+    }
+
+    /// Claims a delivered hand-over. `None`: a duplicate, stop. `Some(None)`: act, nothing to
+    /// finish (no claim table, or it failed: acting risks a second answer, not answering hangs
+    /// the stack). `Some(Some(key))`: act, then finish `key`.
+    async fn claim(
+        &self,
+        ids: &Ids,
+        carried: &Continuation,
+        invocation: &Invocation,
+        started: Instant,
+    ) -> Option<Option<String>> {
+        let key = format!(
+            "{}|{}|{}|{}",
+            ids.stack_id, ids.logical_resource_id, ids.request_id, carried.invocation
+        );
+        let lease_ms = invocation
+            .deadline
+            .saturating_duration_since(started)
+            .as_millis() as u64;
+        let lease_until_ms = epoch_ms(SystemTime::now()) + lease_ms;
+        match self
+            .hand_over
+            .claim(&key, &invocation.request_id, lease_until_ms)
+            .await
+        {
+            Ok(Claim::Won) => Some(Some(key)),
+            Ok(Claim::Unchecked) => Some(None),
+            Ok(Claim::Duplicate) => {
+                warn!(outcome = "DUPLICATE", invocation = carried.invocation, "a second delivery of a hand-over that another invocation claimed: nothing done, nothing sent");
+                None
+            }
+            Err(problem) => {
+                warn!(error = %problem, "could not claim the hand-over; continuing (a duplicate delivery, if any, could answer twice)");
+                Some(None)
+            }
+        }
+    }
+
+    async fn decide_and_send(
+        &self,
+        event: &Value,
+        url: &str,
+        ids: &Ids,
+        continuation: Option<Continuation>,
+        invocation: &Invocation,
+        started: Instant,
+    ) -> Handled {
         let remaining = invocation.deadline.saturating_duration_since(started);
         let margin = self.settings.safety_margin.min(remaining / 4);
         let answer_by = invocation.deadline - margin;
@@ -158,10 +227,10 @@ impl<R: Resource, D: Deliver, H: HandOver> Provider<R, D, H> {
 
         let answer = match self
             .decide(
-                &event,
-                &ids,
+                event,
+                ids,
                 continuation,
-                &invocation,
+                invocation,
                 answer_by,
                 margin,
                 started,
@@ -179,7 +248,7 @@ impl<R: Resource, D: Deliver, H: HandOver> Provider<R, D, H> {
                 return Handled::HandedOver { invocation };
             }
         };
-        self.send(&url, &ids, answer, give_up_at, started).await
+        self.send(url, ids, answer, give_up_at, started).await
     }
 
     async fn send(

@@ -3,7 +3,7 @@
 //! through the real binary against moto in the repository's `tests/` harness.
 
 use custom_resource::deliver::{Deliver, UrlPolicy};
-use custom_resource::handover::HandOver;
+use custom_resource::handover::{Claim, HandOver};
 use custom_resource::provider::CONTINUATION_KEY;
 use custom_resource::{
     de, Completion, Context, Error, Handled, Invocation, Outcome, Properties, Provider, Request,
@@ -192,6 +192,8 @@ struct Recorder {
     answers: Arc<Mutex<Vec<(String, Value)>>>,
     handed: Arc<Mutex<Vec<(String, Value)>>>,
     refuse_hand_over: bool,
+    /// Claims as the DynamoDB table keeps them: key -> (done, claimer, lease until ms).
+    claims: Arc<Mutex<std::collections::HashMap<String, (bool, String, u64)>>>,
 }
 
 impl Deliver for Recorder {
@@ -216,6 +218,28 @@ impl HandOver for Recorder {
             .lock()
             .unwrap()
             .push((function.to_owned(), json));
+        Ok(())
+    }
+
+    // The same rule as the table's condition: absent, or running and (lapsed or the same claimer).
+    async fn claim(&self, key: &str, claimer: &str, lease_until_ms: u64) -> Result<Claim, Error> {
+        let now = custom_resource::epoch_ms(std::time::SystemTime::now());
+        let mut claims = self.claims.lock().unwrap();
+        let free = match claims.get(key) {
+            None => true,
+            Some((done, holder, lease)) => !done && (*lease < now || holder == claimer),
+        };
+        if !free {
+            return Ok(Claim::Duplicate);
+        }
+        claims.insert(key.to_owned(), (false, claimer.to_owned(), lease_until_ms));
+        Ok(Claim::Won)
+    }
+
+    async fn finish(&self, key: &str) -> Result<(), Error> {
+        if let Some(claim) = self.claims.lock().unwrap().get_mut(key) {
+            claim.0 = true;
+        }
         Ok(())
     }
 }
@@ -261,9 +285,14 @@ fn event(fixture: &str, properties: Value) -> Value {
 }
 
 fn lambda(seconds: u64) -> Invocation {
+    lambda_request(seconds, "9f3c1a2e-0000-4000-8000-000000000001")
+}
+
+fn lambda_request(seconds: u64, request_id: &str) -> Invocation {
     Invocation {
         deadline: Instant::now() + Duration::from_secs(seconds),
         function_arn: "arn:aws:lambda:us-east-1:123456789012:function:demo-provider".into(),
+        request_id: request_id.into(),
     }
 }
 
@@ -544,6 +573,80 @@ async fn a_wait_longer_than_the_invocation_is_handed_on_and_answered_by_the_next
         .calls()
         .iter()
         .any(|call| call.ends_with("(invocation 2)")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hand_over_delivered_twice_is_answered_once_and_the_copy_does_nothing() {
+    let s = setup();
+    s.provider
+        .handle(
+            event(CREATE, json!({"Mode": "Wait", "WaitPolls": 8})),
+            lambda(8),
+        )
+        .await;
+    let (_, payload) = s.recorder.handed.lock().unwrap()[0].clone();
+    let first = s
+        .provider
+        .handle(payload.clone(), lambda_request(60, "handed-1"))
+        .await;
+    assert!(matches!(first, Handled::Answered { .. }));
+    let calls_before = s.calls().len();
+    // Lambda delivers the same event again, under another request id, after the answer.
+    let copy = s
+        .provider
+        .handle(payload, lambda_request(60, "handed-1-copy"))
+        .await;
+    assert_eq!(copy, Handled::Duplicate);
+    assert_eq!(s.only_answer()["Status"], "SUCCESS");
+    assert_eq!(
+        s.calls().len(),
+        calls_before,
+        "the copy must not call the resource"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn lambdas_retry_of_a_hand_over_that_crashed_after_claiming_takes_the_claim_over() {
+    let s = setup();
+    s.provider
+        .handle(
+            event(CREATE, json!({"Mode": "Wait", "WaitPolls": 8})),
+            lambda(8),
+        )
+        .await;
+    let (_, payload) = s.recorder.handed.lock().unwrap()[0].clone();
+    // The first attempt claimed it, then its process died (the claim is still running).
+    let key = format!(
+        "{}|{}|{}|2",
+        payload["StackId"].as_str().unwrap(),
+        payload["LogicalResourceId"].as_str().unwrap(),
+        payload["RequestId"].as_str().unwrap()
+    );
+    let far = custom_resource::epoch_ms(std::time::SystemTime::now()) + 600_000;
+    s.recorder
+        .claims
+        .lock()
+        .unwrap()
+        .insert(key.clone(), (false, "handed-1".into(), far));
+    let other = s
+        .provider
+        .handle(payload.clone(), lambda_request(60, "a-concurrent-copy"))
+        .await;
+    assert_eq!(
+        other,
+        Handled::Duplicate,
+        "a copy while the claimer may still run"
+    );
+    let retry = s
+        .provider
+        .handle(payload, lambda_request(60, "handed-1"))
+        .await;
+    assert!(matches!(retry, Handled::Answered { .. }));
+    assert_eq!(s.only_answer()["Status"], "SUCCESS");
+    assert!(
+        s.recorder.claims.lock().unwrap()[&key].0,
+        "finished claims are done"
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -30,6 +30,16 @@ pub enum NetworkError {
         cause: Box<NetworkError>,
     },
 
+    /// A NAT gateway this operation made ended `failed` (EC2 keeps it visible for about an hour,
+    /// without its address); a retry with the same token would only return it again.
+    #[error("NAT gateway {nat_id} in {az} failed: {code}: {message}. Fix the cause (for InsufficientFreeAddressesInSubnet, free addresses in the public subnet; otherwise see \"Troubleshoot NAT gateways\" in the Amazon VPC guide) and retry the stack operation; a failed NAT gateway costs nothing and EC2 removes it")]
+    NatFailed {
+        nat_id: String,
+        az: String,
+        code: String,
+        message: String,
+    },
+
     /// EC2 answered without a field it always sends.
     #[error("{operation}: the response had no {field}")]
     Missing {

@@ -124,6 +124,29 @@ fn desired_nat_azs(mode: NatGateways, azs: &[String]) -> Vec<String> {
     }
 }
 
+/// Fails when a wanted zone has no live NAT and the NAT this request made there failed.
+fn check_no_failed_nat(
+    state: &State,
+    wanted: &[String],
+    request_id: &str,
+) -> Result<(), NetworkError> {
+    for az in wanted {
+        if state.live_nat(az).is_some() {
+            continue;
+        }
+        if let Some(nat) = state.failed_nat_of(az, request_id) {
+            let (code, message) = nat.failure.clone().unwrap_or_default();
+            return Err(NetworkError::NatFailed {
+                nat_id: nat.id.clone(),
+                az: az.clone(),
+                code,
+                message,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// The NAT a private subnet in `az` should route through, if any.
 fn nat_for(mode: NatGateways, azs: &[String], az: &str) -> Option<String> {
     match mode {
@@ -685,6 +708,10 @@ impl Network {
                 }));
             }
         }
+        // A NAT this operation made that failed ends it: a retry with the same token would only
+        // return the failed NAT, and routing around it would answer SUCCESS without egress.
+        let request_id = owner.ctx.request_id.as_str();
+        check_no_failed_nat(&state, &wanted_nats, request_id)?;
         for az in &wanted_nats {
             if state.live_nat(az).is_some() {
                 continue;
@@ -735,10 +762,13 @@ impl Network {
                         .iter()
                         .filter_map(|a| a.network_interface_id().map(str::to_owned))
                         .collect(),
+                    request_id: request_id.to_owned(),
+                    failure: crate::state::failure(nat),
                 }))
             }));
         }
         self.round("B", calls, &mut state).await?;
+        check_no_failed_nat(&state, &wanted_nats, request_id)?;
 
         let pending: Vec<String> = wanted_nats
             .iter()

@@ -56,6 +56,10 @@ pub struct Nat {
     pub allocation_ids: Vec<String>,
     /// The NAT's own network interfaces (not blockers for Delete, even while they linger).
     pub interface_ids: Vec<String>,
+    /// The CloudFormation request that made it (its `custom-resource:request-id` tag).
+    pub request_id: String,
+    /// FailureCode and FailureMessage of a `failed` NAT.
+    pub failure: Option<(String, String)>,
 }
 
 impl Nat {
@@ -118,6 +122,14 @@ impl State {
         self.route_tables
             .iter()
             .find(|rt| !rt.public && rt.az.as_deref() == Some(az))
+    }
+
+    /// A NAT in `az` that request `request_id` made and that failed (an older request's failure,
+    /// still listed for about an hour, is not this one's: a new request makes a new NAT).
+    pub fn failed_nat_of(&self, az: &str, request_id: &str) -> Option<&Nat> {
+        self.nats
+            .iter()
+            .find(|n| n.az == az && n.state == "failed" && n.request_id == request_id)
     }
 
     /// The live (pending or available) NAT in `az`, if any.
@@ -255,6 +267,8 @@ pub async fn discover(ec2: &aws_sdk_ec2::Client, vpc_id: &str) -> Result<State, 
                 .iter()
                 .filter_map(|a| a.network_interface_id().map(str::to_owned))
                 .collect(),
+            request_id: tag(nat.tags(), TAG_REQUEST).unwrap_or_default().to_owned(),
+            failure: failure(nat),
         });
     }
     for eip in eips.addresses() {
@@ -272,4 +286,17 @@ pub async fn discover(ec2: &aws_sdk_ec2::Client, vpc_id: &str) -> Result<State, 
         });
     }
     Ok(state)
+}
+
+/// The (FailureCode, FailureMessage) of a failed NAT gateway.
+pub fn failure(nat: &aws_sdk_ec2::types::NatGateway) -> Option<(String, String)> {
+    let failed = nat.state() == Some(&aws_sdk_ec2::types::NatGatewayState::Failed);
+    failed.then(|| {
+        (
+            nat.failure_code().unwrap_or("failed").to_owned(),
+            nat.failure_message()
+                .unwrap_or("EC2 gave no failure message")
+                .to_owned(),
+        )
+    })
 }
