@@ -576,6 +576,7 @@ class Engine:
         self.moto_url = ""
         self.pending: dict = {}        # RequestId -> {"event": threading.Event, "answers": [...]}
         self.requests: list = []       # every custom-resource request sent, with its answer
+        self.responses: list = []      # every body PUT to a ResponseURL, verbatim, oldest first
         self.functions: dict = {}      # (function arn, code sha) -> LocalLambda
         self.lock = threading.RLock()
         self.control = QuietHTTPServer(("127.0.0.1", 0), self._control_handler())
@@ -1202,6 +1203,7 @@ class Engine:
 
     def answer(self, request_id: str, body: bytes) -> tuple:
         with self.lock:
+            self.responses.append({"RequestId": request_id, "Body": body.decode("utf-8", "replace")})
             pending = self.pending.get(request_id)
         if pending is None:
             return 404, {"error": f"no custom-resource request {request_id} is waiting for an answer"}
@@ -1317,6 +1319,9 @@ class Engine:
                     with engine.lock:
                         records = [dict(r, Answers=list(r["Answers"])) for r in engine.requests]
                     return self._send(200, records)
+                if self.path == "/responses":
+                    with engine.lock:
+                        return self._send(200, list(engine.responses))
                 if self.path == "/health":
                     return self._send(200, {"moto": engine.moto_url, "functions": len(engine.functions)})
                 self._send(404, {"error": "unknown path"})

@@ -273,7 +273,9 @@ def _request(response, protocol: str) -> Request:
     params = dict(parse_qsl(response.parsed_url.query))
     if protocol == "json":
         try:
-            params.update(json.loads(response.body or "{}"))
+            # moto's DynamoDB responses hold the body already decoded.
+            body = response.body if isinstance(response.body, dict) else json.loads(response.body or "{}")
+            params.update(body)
         except ValueError:
             pass
     elif protocol in ("query", "query-json", "ec2"):

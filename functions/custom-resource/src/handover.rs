@@ -60,14 +60,18 @@ pub trait HandOver: Send + Sync + 'static {
 #[derive(Debug, Clone)]
 pub struct LambdaHandOver {
     client: aws_sdk_lambda::Client,
-    claims: Option<(aws_sdk_dynamodb::Client, String)>,
+    claims: Option<ClaimTable>,
+}
+
+/// Where hand-overs are claimed.
+#[derive(Debug, Clone)]
+pub struct ClaimTable {
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub table: String,
 }
 
 impl LambdaHandOver {
-    pub fn new(
-        client: aws_sdk_lambda::Client,
-        claims: Option<(aws_sdk_dynamodb::Client, String)>,
-    ) -> Self {
+    pub fn new(client: aws_sdk_lambda::Client, claims: Option<ClaimTable>) -> Self {
         Self { client, claims }
     }
 }
@@ -120,14 +124,15 @@ impl HandOver for LambdaHandOver {
 
     async fn claim(&self, key: &str, claimer: &str, lease_until_ms: u64) -> Result<Claim, Error> {
         use aws_sdk_dynamodb::types::AttributeValue::{N, S};
-        let Some((dynamodb, table)) = &self.claims else {
+        let Some(claims) = &self.claims else {
             return Ok(Claim::Unchecked);
         };
         let now_ms = crate::provider::epoch_ms(std::time::SystemTime::now());
         let expires = now_ms / 1000 + CLAIM_TTL.as_secs();
-        let result = dynamodb
+        let result = claims
+            .dynamodb
             .put_item()
-            .table_name(table)
+            .table_name(&claims.table)
             .item(attribute::KEY, S(key.to_owned()))
             .item(attribute::STATE, S(attribute::RUNNING.to_owned()))
             .item(attribute::LEASE, N(lease_until_ms.to_string()))
@@ -160,12 +165,13 @@ impl HandOver for LambdaHandOver {
 
     async fn finish(&self, key: &str) -> Result<(), Error> {
         use aws_sdk_dynamodb::types::AttributeValue::S;
-        let Some((dynamodb, table)) = &self.claims else {
+        let Some(claims) = &self.claims else {
             return Ok(());
         };
-        dynamodb
+        claims
+            .dynamodb
             .update_item()
-            .table_name(table)
+            .table_name(&claims.table)
             .key(attribute::KEY, S(key.to_owned()))
             .update_expression("SET #state = :done")
             .expression_attribute_names("#state", attribute::STATE)

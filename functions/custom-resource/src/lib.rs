@@ -108,7 +108,10 @@ pub async fn run<R: Resource>(
     let claims = settings
         .handover_table
         .clone()
-        .map(|table| (aws_sdk_dynamodb::Client::new(sdk_config), table));
+        .map(|table| handover::ClaimTable {
+            dynamodb: aws_sdk_dynamodb::Client::new(sdk_config),
+            table,
+        });
     let provider = Arc::new(Provider::new(
         resource,
         deliver::HttpDelivery::new()?,

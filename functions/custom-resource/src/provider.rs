@@ -20,6 +20,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
 use tracing::{error, info, warn, Instrument};
 
+/// The longest a claim-table call may take before the invocation goes on without it.
+const CLAIM_CALL_LIMIT: Duration = Duration::from_secs(10);
+
+/// The time this invocation has from `started` to its deadline.
+fn invocation_time(invocation: &Invocation, started: Instant) -> Duration {
+    invocation.deadline.saturating_duration_since(started)
+}
+
 /// Top-level key the library adds to an event it hands on to a new invocation.
 pub const CONTINUATION_KEY: &str = "CustomResourceContinuation";
 
@@ -166,8 +174,15 @@ impl<R: Resource, D: Deliver, H: HandOver> Provider<R, D, H> {
             .decide_and_send(&event, &url, &ids, continuation, &invocation, started)
             .await;
         if let Some(Some(key)) = claimed {
-            if let Err(problem) = self.hand_over.finish(&key).await {
-                warn!(error = %problem, "could not mark the hand-over claim done; a late duplicate delivery could act on it again");
+            let left = invocation
+                .deadline
+                .saturating_duration_since(Instant::now());
+            let finished =
+                tokio::time::timeout(left.min(CLAIM_CALL_LIMIT), self.hand_over.finish(&key));
+            match finished.await {
+                Ok(Ok(())) => {}
+                Ok(Err(problem)) => warn!(error = %problem, "could not mark the hand-over claim done; a late duplicate delivery could act on it again"),
+                Err(_) => warn!("marking the hand-over claim done took too long; a late duplicate delivery could act on it again"),
             }
         }
         handled
@@ -192,11 +207,20 @@ impl<R: Resource, D: Deliver, H: HandOver> Provider<R, D, H> {
             .saturating_duration_since(started)
             .as_millis() as u64;
         let lease_until_ms = epoch_ms(SystemTime::now()) + lease_ms;
-        match self
-            .hand_over
-            .claim(&key, &invocation.request_id, lease_until_ms)
-            .await
-        {
+        // Bounded: a claim table that does not answer must not cost the invocation its answer.
+        let limit = (invocation_time(invocation, started) / 5).min(CLAIM_CALL_LIMIT);
+        let claimed = tokio::time::timeout(
+            limit,
+            self.hand_over
+                .claim(&key, &invocation.request_id, lease_until_ms),
+        );
+        match claimed.await.unwrap_or_else(|_| {
+            Err(Error::Claim(crate::error::AwsError::new(
+                "PutItem",
+                "Timeout",
+                format!("no answer within {} ms", limit.as_millis()),
+            )))
+        }) {
             Ok(Claim::Won) => Some(Some(key)),
             Ok(Claim::Unchecked) => Some(None),
             Ok(Claim::Duplicate) => {
