@@ -22,12 +22,13 @@ STACKCTL  := $(VENV_PY) cloudformation/stackctl.py
 # Where `package` takes the provider zips from (<dir>/<function>/bootstrap.zip): make build's output.
 LAMBDA_DIR ?= $(CARGO_TARGET_DIR)/lambda
 
-.PHONY: help test demo demo-protocol binaries build zips fmt fmt-check clippy unit integration lint tools clean \
+.PHONY: help test demo demo-protocol soak binaries build zips fmt fmt-check clippy unit integration lint tools clean \
 	package deploy weights tasks outputs events destroy
 
 help:
 	@echo "make demo   - one environment's life on the local engine: deploy, console-style Spot weight change, tasks per provider, destroy"
 	@echo "make test   - every check: fmt, clippy, unit tests, scenarios through the real binaries, the environment end to end on the local engine, cfn-lint, checkov"
+	@echo "make soak   - every resource's lifecycle for SOAK_ROUNDS rounds (5) with 35% of AWS calls throttled and 5% answered 500; prints the figures"
 	@echo
 	@echo "Operate an environment (ENV=dev|stg|prd, default dev; uses the AWS_* environment, see README):"
 	@echo "make build                              - release Lambda zips (cargo lambda; ARCH=arm64 for Graviton)"
@@ -100,6 +101,11 @@ demo: $(STAMP) build
 # The protocol library's lifecycle rules through the example resource (tests/demo_protocol.py).
 demo-protocol: $(STAMP) binaries
 	$(VENV_PY) tests/demo_protocol.py
+
+# Reliability under AWS's faults (docs/reliability.md): tests/test_soak.py's lifecycles, more
+# rounds than make test runs, through the fault-injecting proxy; figures in target/soak/report.json.
+soak: $(STAMP) binaries
+	SOAK_ROUNDS=$(or $(SOAK_ROUNDS),5) $(VENV_PY) tests/soak.py
 
 # --- one environment's stack (cloudformation/stackctl.py does the work; see its docstring) ---
 

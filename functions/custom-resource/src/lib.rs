@@ -55,8 +55,34 @@ pub fn retry_config() -> RetryConfig {
         .with_max_backoff(SDK_MAX_BACKOFF)
 }
 
+/// The retry partition of every client: no client-side retry quota. The SDK's quota (a token
+/// bucket shared by all clients of a process, which loses tokens for good on every request retried
+/// twice) exists to fail fast when a service is down for everyone; a custom resource that fails
+/// fast fails the user's stack. Each call stays bounded by [`SDK_MAX_ATTEMPTS`] and each operation
+/// by its budget. (Measured: after a few network lifecycles at 35% throttling the default quota
+/// was empty and a single 500 failed a Delete.)
+pub fn retry_partition() -> aws_sdk_lambda::config::retry::RetryPartition {
+    use aws_sdk_lambda::config::retry::{RetryPartition, TokenBucket};
+    RetryPartition::custom("custom-resource")
+        .token_bucket(TokenBucket::unlimited())
+        .build()
+}
+
+/// An SDK client with the one retry policy: `custom_resource::client!(aws_sdk_ec2, &config)`
+/// ([`sdk_config`]'s attempts and backoff, [`retry_partition`]'s quota).
+#[macro_export]
+macro_rules! client {
+    ($sdk:ident, $config:expr) => {
+        $sdk::Client::from_conf(
+            $sdk::config::Builder::from($config)
+                .retry_partition($crate::retry_partition())
+                .build(),
+        )
+    };
+}
+
 /// The SDK configuration every provider function builds its clients from: the environment's
-/// region, credentials and endpoints, with [`retry_config`].
+/// region, credentials and endpoints, with [`retry_config`]. Build clients with [`client!`].
 pub async fn sdk_config() -> aws_config::SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .retry_config(retry_config())
@@ -109,13 +135,13 @@ pub async fn run<R: Resource>(
         .handover_table
         .clone()
         .map(|table| handover::ClaimTable {
-            dynamodb: aws_sdk_dynamodb::Client::new(sdk_config),
+            dynamodb: client!(aws_sdk_dynamodb, sdk_config),
             table,
         });
     let provider = Arc::new(Provider::new(
         resource,
         deliver::HttpDelivery::new()?,
-        handover::LambdaHandOver::new(aws_sdk_lambda::Client::new(sdk_config), claims),
+        handover::LambdaHandOver::new(client!(aws_sdk_lambda, sdk_config), claims),
         settings,
     ));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {

@@ -46,6 +46,10 @@ pub struct Continuation {
     /// The physical id, once the resource reported one.
     #[serde(default)]
     pub physical_resource_id: Option<String>,
+    /// The last step was cut off at the deadline before it reported progress: start the
+    /// operation again (resources whose steps re-run safely only).
+    #[serde(default)]
+    pub restart: bool,
 }
 
 /// The Lambda invocation serving the event.
@@ -444,11 +448,14 @@ impl<R: Resource, D: Deliver, H: HandOver> Provider<R, D, H> {
             .as_ref()
             .and_then(|c| c.physical_resource_id.clone());
         let mut step = match &continuation {
-            Some(carried) => Step::Resume(carried.progress.clone()),
-            None => Step::Start,
+            Some(carried) if !carried.restart => Step::Resume(carried.progress.clone()),
+            _ => Step::Start,
         };
+        // What a hand-over carries: the last progress reported (none yet: start again).
+        let mut last_progress: Option<(Value, String)> = None;
         loop {
-            let outcome = match self.run_step(&ctx, &request, step, answer_by).await {
+            let cutoff = answer_by.min(op_deadline);
+            let outcome = match self.run_step(&ctx, &request, step, cutoff).await {
                 StepResult::Finished(Ok(outcome)) => outcome,
                 StepResult::Finished(Err(problem)) => {
                     if request_type == RequestType::Delete && self.resource.is_not_found(&problem) {
@@ -475,6 +482,40 @@ impl<R: Resource, D: Deliver, H: HandOver> Provider<R, D, H> {
                         &failure_id,
                         format!("{request_type} failed: the handler panicked: {message}. This is a bug in the resource provider; the function's logs have the backtrace"),
                     );
+                }
+                StepResult::DeadlineReached if Instant::now() >= op_deadline => {
+                    let what = match &last_progress {
+                        Some((_, waiting_for)) => format!("still waiting for {waiting_for}"),
+                        None => "a step was still running".to_owned(),
+                    };
+                    return failed(
+                        &failure_id,
+                        format!(
+                            "{request_type} timed out after {} s (budget {} s, from ServiceTimeout or the resource's default): {what}",
+                            ctx.elapsed().as_secs(),
+                            budget.as_secs()
+                        ),
+                    );
+                }
+                StepResult::DeadlineReached if self.resource.steps_rerun_safely() => {
+                    let (progress, waiting_for) = last_progress.clone().unwrap_or_else(|| {
+                        (
+                            Value::Null,
+                            format!("the {request_type} step cut off at the deadline"),
+                        )
+                    });
+                    warn!(waiting_for = %waiting_for, "the step was still running near the deadline; it runs again in a new invocation");
+                    let carried = Continuation {
+                        restart: progress.is_null(),
+                        progress,
+                        invocation: ctx.invocation.saturating_add(1),
+                        started_at_ms: epoch_ms(ctx.started_at),
+                        waiting_for,
+                        physical_resource_id: reported_id.clone(),
+                    };
+                    return self
+                        .continue_in_next(event, invocation, carried, request_type, &failure_id)
+                        .await;
                 }
                 StepResult::DeadlineReached => {
                     let timeout = invocation.deadline.saturating_duration_since(started);
@@ -514,35 +555,59 @@ impl<R: Resource, D: Deliver, H: HandOver> Provider<R, D, H> {
                     let next_check = (now + self.settings.poll_interval).min(op_deadline);
                     // Hand over unless the next check and one more step fit before answer_by.
                     if next_check + margin >= answer_by {
-                        let next = ctx.invocation + 1;
-                        let mut payload = event.clone();
                         let carried = Continuation {
                             progress: pending.progress.clone(),
-                            invocation: next,
+                            invocation: ctx.invocation.saturating_add(1),
                             started_at_ms: epoch_ms(ctx.started_at),
                             waiting_for: pending.waiting_for.clone(),
                             physical_resource_id: reported_id.clone(),
+                            restart: false,
                         };
-                        if let Some(map) = payload.as_object_mut() {
-                            map.insert(
-                                CONTINUATION_KEY.to_owned(),
-                                serde_json::to_value(&carried).unwrap_or(Value::Null),
-                            );
-                        }
-                        let bytes = serde_json::to_vec(&payload).unwrap_or_default();
-                        return match self.hand_over.hand_over(&invocation.function_arn, bytes).await {
-                            Ok(()) => Decision::HandedOver(next),
-                            Err(problem) => failed(
-                                &failure_id,
-                                format!("{request_type} failed while waiting for {}: {problem}. Allow the function lambda:InvokeFunction on itself", pending.waiting_for),
-                            ),
-                        };
+                        return self
+                            .continue_in_next(event, invocation, carried, request_type, &failure_id)
+                            .await;
                     }
                     info!(waiting_for = %pending.waiting_for, "pending; checking again");
+                    last_progress = Some((pending.progress.clone(), pending.waiting_for.clone()));
                     tokio::time::sleep_until(next_check).await;
                     step = Step::Resume(pending.progress);
                 }
             }
+        }
+    }
+
+    /// Hands the operation on to a new invocation carrying `carried` (FAILED if Lambda refuses).
+    async fn continue_in_next(
+        &self,
+        event: &Value,
+        invocation: &Invocation,
+        carried: Continuation,
+        request_type: RequestType,
+        failure_id: &str,
+    ) -> Decision {
+        let next = carried.invocation;
+        let waiting_for = carried.waiting_for.clone();
+        if next == u32::MAX {
+            // Only a forged continuation gets here; numbering must not wrap (claims key on it).
+            return Decision::Answer(Answer::failed(
+                failure_id.to_owned(),
+                format!("{request_type} failed while waiting for {waiting_for}: the continuation's invocation number is at its limit ({next}); the event was not sent by this provider"),
+            ));
+        }
+        let mut payload = event.clone();
+        if let Some(map) = payload.as_object_mut() {
+            map.insert(
+                CONTINUATION_KEY.to_owned(),
+                serde_json::to_value(&carried).unwrap_or(Value::Null),
+            );
+        }
+        let bytes = serde_json::to_vec(&payload).unwrap_or_default();
+        match self.hand_over.hand_over(&invocation.function_arn, bytes).await {
+            Ok(()) => Decision::HandedOver(next),
+            Err(problem) => Decision::Answer(Answer::failed(
+                failure_id.to_owned(),
+                format!("{request_type} failed while waiting for {waiting_for}: {problem}. Allow the function lambda:InvokeFunction on itself"),
+            )),
         }
     }
 

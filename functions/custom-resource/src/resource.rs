@@ -36,6 +36,14 @@ pub trait Resource: Send + Sync + 'static {
         None
     }
 
+    /// True when every step re-reads what exists and does only what is missing, so a step cut
+    /// off at the Lambda deadline can simply run again in a new invocation (instead of answering
+    /// FAILED): a slow round of AWS calls (throttling, long backoff) then costs time, not the
+    /// stack operation.
+    fn steps_rerun_safely(&self) -> bool {
+        false
+    }
+
     /// Create the resource. Must be idempotent for a repeated `ctx.request_id`.
     fn create(
         &self,

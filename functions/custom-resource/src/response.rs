@@ -18,7 +18,7 @@ pub const CREATE_FAILED_PREFIX: &str = "custom-resource:create-failed:";
 /// The physical id a failed Create answers with.
 pub fn create_failed_id(request_id: &str) -> String {
     let mut id = format!("{CREATE_FAILED_PREFIX}{request_id}");
-    truncate_at_char(&mut id, MAX_PHYSICAL_ID_BYTES);
+    truncate_escaped(&mut id, MAX_PHYSICAL_ID_BYTES);
     id
 }
 
@@ -108,13 +108,16 @@ pub fn render(answer: &Answer, ids: &Ids) -> (Vec<u8>, Answer) {
             "custom-resource:missing-physical-id".into(),
             "the resource returned an empty physical id; this is a bug in the resource",
         );
-    } else if answer.physical_id.len() > MAX_PHYSICAL_ID_BYTES {
+    } else if escaped_len(&answer.physical_id) > MAX_PHYSICAL_ID_BYTES {
+        // Counted as the body carries it: JSON escaping can grow a character to six bytes, and
+        // only a capped id leaves room for the rest of the body.
         let mut id = answer.physical_id.clone();
-        truncate_at_char(&mut id, MAX_PHYSICAL_ID_BYTES);
+        truncate_escaped(&mut id, MAX_PHYSICAL_ID_BYTES);
         answer = Answer::failed(
             id,
             format!(
-                "the resource returned a physical id of {} bytes; CloudFormation allows {MAX_PHYSICAL_ID_BYTES}",
+                "the physical id is {} bytes as JSON ({} raw); CloudFormation allows {MAX_PHYSICAL_ID_BYTES}. Use a shorter id without control characters",
+                escaped_len(&answer.physical_id),
                 answer.physical_id.len()
             ),
         );
@@ -152,12 +155,39 @@ pub fn render(answer: &Answer, ids: &Ids) -> (Vec<u8>, Answer) {
     (to_body(&answer, &ids_fit(ids)), answer)
 }
 
+/// The bytes `text` takes inside a JSON string (without the quotes).
+fn escaped_len(text: &str) -> usize {
+    text.chars().map(escaped_char_len).sum()
+}
+
+fn escaped_char_len(c: char) -> usize {
+    match c {
+        '"' | '\\' | '\u{8}' | '\u{c}' | '\n' | '\r' | '\t' => 2,
+        c if (c as u32) < 0x20 => 6,
+        c => c.len_utf8(),
+    }
+}
+
+/// Cuts `text` at a character boundary so that its JSON-escaped form fits in `max_bytes`.
+fn truncate_escaped(text: &mut String, max_bytes: usize) {
+    let mut used = 0;
+    let mut cut = text.len();
+    for (index, c) in text.char_indices() {
+        used += escaped_char_len(c);
+        if used > max_bytes {
+            cut = index;
+            break;
+        }
+    }
+    text.truncate(cut);
+}
+
 /// Ids come from CloudFormation and are short; cap them anyway so the body limit always holds.
 fn ids_fit(ids: &Ids) -> Ids {
     let mut fitted = ids.clone();
-    truncate_at_char(&mut fitted.request_id, 512);
-    truncate_at_char(&mut fitted.stack_id, 1024);
-    truncate_at_char(&mut fitted.logical_resource_id, 512);
+    truncate_escaped(&mut fitted.request_id, 512);
+    truncate_escaped(&mut fitted.stack_id, 1024);
+    truncate_escaped(&mut fitted.logical_resource_id, 512);
     fitted
 }
 
@@ -197,17 +227,6 @@ fn truncate_reason(answer: &mut Answer, ids: &Ids) {
         // Only reachable with a huge physical id; the marker alone must then do.
         answer.reason = Some("[reason truncated, see the function's logs]".into());
     }
-}
-
-fn truncate_at_char(text: &mut String, max_bytes: usize) {
-    if text.len() <= max_bytes {
-        return;
-    }
-    let mut cut = max_bytes;
-    while !text.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    text.truncate(cut);
 }
 
 #[cfg(test)]
@@ -299,6 +318,29 @@ mod tests {
             &ids(),
         );
         assert_eq!(parsed(&body)["Status"], "FAILED");
+    }
+
+    #[test]
+    fn ids_of_characters_json_escapes_are_capped_as_the_body_carries_them() {
+        let escaped = "\u{1}".repeat(700);
+        let many = Ids {
+            request_id: escaped.clone(),
+            stack_id: escaped.clone(),
+            logical_resource_id: escaped.clone(),
+        };
+        let (body, sent) = render(&Answer::success(escaped, BTreeMap::new(), false), &many);
+        assert!(body.len() <= MAX_BODY_BYTES, "{} bytes", body.len());
+        let json = parsed(&body);
+        assert_eq!(json["Status"], "FAILED");
+        assert!(sent
+            .reason
+            .unwrap()
+            .contains("4200 bytes as JSON (700 raw)"));
+        // 170 characters of six escaped bytes each: the most that fits in 1024.
+        assert_eq!(
+            json["PhysicalResourceId"].as_str().unwrap().chars().count(),
+            170
+        );
     }
 
     #[test]

@@ -6,6 +6,9 @@
 //! Each property runs 256 cases (`PROPTEST_CASES=N` runs more); failures are not persisted to
 //! files, proptest prints the minimal failing input instead. Time is paused, so the test
 //! resource's waits cost nothing.
+//!
+//! Two bugs these properties found (ids capped in raw rather than JSON-escaped bytes; the
+//! invocation number overflowing) are fixed and kept as regression tests at the end.
 
 use custom_resource::deliver::Deliver;
 use custom_resource::handover::{Claim, HandOver};
@@ -26,6 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
+/// CloudFormation's limit, stated here rather than read from the library under test.
 const MAX_BODY_BYTES: usize = 4096;
 const RESPONSE_URL: &str = "https://cloudformation-custom-resource-response-useast1.s3.amazonaws.com/arn%3Aaws%3Acloudformation%3Aus-east-1%3A123456789012%3Astack/demo/0a1b2c3d%7CGadget%7C5a6e2b7c?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=abc";
 const RESPONSE_URL_CN: &str =
@@ -215,10 +219,13 @@ impl Resource for Gadget {
     }
 }
 
-/// Records every answer (raw body) and hand-over; claims always win.
+/// One answer as sent: the URL and the raw body.
+type Sent = (String, Vec<u8>);
+
+/// Records every answer and hand-over; claims always win.
 #[derive(Clone, Default)]
 struct Recorder {
-    answers: Arc<Mutex<Vec<(String, Vec<u8>)>>>,
+    answers: Arc<Mutex<Vec<Sent>>>,
     handed: Arc<Mutex<Vec<Vec<u8>>>>,
 }
 
@@ -287,7 +294,7 @@ fn lambda(seconds: u64, request_id: &str) -> Invocation {
 struct Run {
     first: Handled,
     last: Handled,
-    answers: Vec<(String, Vec<u8>)>,
+    answers: Vec<Sent>,
     hand_overs: usize,
     calls: usize,
 }
@@ -325,7 +332,12 @@ fn run(event: Value, seconds: u64) -> Run {
 // ---------------------------------------------------------------------------------------------
 // Checks.
 
-/// The id fields the answer copies, and the byte length up to which it copies them whole.
+/// The bytes `text` takes inside a JSON string, as serde_json writes it (quotes excluded).
+fn json_len(text: &str) -> usize {
+    serde_json::to_string(text).map_or(0, |quoted| quoted.len() - 2)
+}
+
+/// The id fields the answer copies, and the JSON-escaped length up to which it copies them whole.
 const ECHOED: &[(&str, usize)] = &[
     ("StackId", 1024),
     ("RequestId", 512),
@@ -360,9 +372,9 @@ fn check_body(event: &Value, body: &[u8]) -> Result<Value, TestCaseError> {
     let physical_id = answer["PhysicalResourceId"].as_str().unwrap_or_default();
     prop_assert!(!physical_id.is_empty(), "no physical id: {answer}");
     prop_assert!(
-        physical_id.len() <= 1024,
-        "a physical id of {} bytes",
-        physical_id.len()
+        json_len(physical_id) <= 1024,
+        "a physical id of {} bytes as JSON",
+        json_len(physical_id)
     );
     for (key, cap) in ECHOED {
         let sent = event.get(*key).and_then(Value::as_str).unwrap_or_default();
@@ -371,14 +383,14 @@ fn check_body(event: &Value, body: &[u8]) -> Result<Value, TestCaseError> {
                 "{key} is not a string: {answer}"
             )));
         };
-        if sent.len() <= *cap {
+        if json_len(sent) <= *cap {
             prop_assert_eq!(echoed, sent, "{} not echoed", key);
         } else {
-            // Cut at the last character boundary at or before the cap.
+            // Cut at the last character that still fits (one escapes to at most 6 bytes).
             prop_assert!(
-                sent.starts_with(echoed) && echoed.len() <= *cap && echoed.len() + 4 > *cap,
-                "{key} cut wrongly to {} bytes",
-                echoed.len()
+                sent.starts_with(echoed) && json_len(echoed) <= *cap && json_len(echoed) + 6 > *cap,
+                "{key} cut wrongly to {} bytes as JSON",
+                json_len(echoed)
             );
         }
     }
@@ -424,7 +436,8 @@ fn check_run(event: &Value, run: &Run) -> Result<Vec<Value>, TestCaseError> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Strategies.
+// Strategies. Each is boxed: unboxed, the nested value trees of `case()` take stack frames that
+// overflow the 2 MiB test thread of a debug build.
 
 /// Characters JSON must escape (one becomes up to six bytes), and some multi-byte ones.
 fn escape_heavy(len: std::ops::Range<usize>) -> BoxedStrategy<String> {
@@ -438,7 +451,8 @@ fn escape_heavy(len: std::ops::Range<usize>) -> BoxedStrategy<String> {
     .boxed()
 }
 
-/// Strings from short and plain to huge, unicode or full of characters JSON escapes.
+/// Strings from short and plain to huge, unicode or (short and) full of characters JSON escapes.
+/// Long strings of escaped characters are in [`id_text`] only.
 fn text() -> BoxedStrategy<String> {
     prop_oneof![
         6 => "[A-Za-z0-9-]{1,40}",
@@ -447,8 +461,7 @@ fn text() -> BoxedStrategy<String> {
         1 => "\\PC{0,60}",
         1 => (0usize..6000).prop_map(|n| "x".repeat(n)),
         1 => (0usize..2500).prop_map(|n| "é".repeat(n)),
-        1 => escape_heavy(0..40),
-        1 => escape_heavy(0..1500),
+        2 => escape_heavy(0..40),
     ]
     .boxed()
 }
@@ -778,9 +791,92 @@ fn property_object() -> BoxedStrategy<Value> {
         .boxed()
 }
 
+/// Property objects of mostly valid values, as CloudFormation sends them (strings) or as JSON.
+fn clean_object() -> BoxedStrategy<Value> {
+    let either = |number: Value| {
+        prop_oneof![
+            Just(number.clone()),
+            padded(Just(number.to_string())).prop_map(Value::from)
+        ]
+    };
+    let small = move |max: u64| (0..=max).prop_flat_map(move |n| either(Value::from(n)));
+    let flag = || {
+        prop_oneof![
+            any::<bool>().prop_map(Value::from),
+            padded(
+                prop::sample::select(vec!["true", "false", "True", "FALSE"])
+                    .prop_map(str::to_owned)
+            )
+            .prop_map(Value::from),
+        ]
+    };
+    let tag = (text(), small(255)).prop_map(|(key, weight)| json!({"Key": key, "Weight": weight}));
+    let fields = (
+        text(),
+        prop::option::of(small(10)),
+        prop::option::of(any::<i64>().prop_flat_map(move |n| either(Value::from(n)))),
+        prop::option::of(flag()),
+        prop::option::of(prop_oneof![
+            flag(),
+            Just(Value::from("")),
+            Just(Value::Null)
+        ]),
+        prop::option::of(prop_oneof![
+            text().prop_map(Value::from),
+            prop::collection::vec(text().prop_map(Value::from), 0..4).prop_map(Value::Array),
+        ]),
+        prop::option::of(prop_oneof![
+            5 => Just("Ok"), 2 => Just("Wait"), 1 => Just("Fail"), 1 => Just("Panic"),
+            1 => Just("BigData"), 1 => Just("HugeReason"),
+        ]),
+        prop::option::of(small(6)),
+        prop::option::of(text()),
+        prop::option::of(prop::collection::vec(tag, 0..3)),
+        prop::option::of(small(4000)), // ServiceTimeout
+    );
+    fields
+        .prop_map(
+            |(
+                name,
+                count,
+                offset,
+                enabled,
+                public,
+                subnets,
+                mode,
+                polls,
+                secret,
+                tags,
+                timeout,
+            )| {
+                let mut map = Map::new();
+                map.insert("Name".into(), Value::from(name));
+                let mut put = |key: &str, value: Option<Value>| {
+                    if let Some(value) = value {
+                        map.insert(key.to_owned(), value);
+                    }
+                };
+                put("Count", count);
+                put("Offset", offset);
+                put("Enabled", enabled);
+                put("Public", public);
+                put("Subnets", subnets);
+                put("Mode", mode.map(Value::from));
+                put("WaitPolls", polls);
+                put("Secret", secret.map(Value::from));
+                put("Tags", tags.map(Value::Array));
+                put("ServiceTimeout", timeout);
+                Value::Object(map)
+            },
+        )
+        .boxed()
+}
+
+/// Property values of every kind, labelled valid or not by the oracle.
 fn props() -> BoxedStrategy<Props> {
     prop_oneof![
-        12 => property_object(),
+        10 => clean_object(),
+        4 => property_object(),
         1 => Just(Value::Null),
         1 => arb_json(),
     ]
@@ -794,9 +890,15 @@ fn props() -> BoxedStrategy<Props> {
 /// A field of the event: absent (`None`) or a value.
 type Field = Option<Value>;
 
+/// Ids, including hundreds of characters JSON escapes (see
+/// [`an_id_of_characters_json_escapes_still_fits_in_4096_bytes`]).
+fn id_text() -> BoxedStrategy<String> {
+    prop_oneof![2 => text(), 1 => escape_heavy(200..1500)].boxed()
+}
+
 fn id_field() -> BoxedStrategy<Field> {
     prop_oneof![
-        20 => text().prop_map(|id| Some(Value::from(id))),
+        40 => id_text().prop_map(|id| Some(Value::from(id))),
         1 => Just(None),
         1 => arb_json().prop_map(Some),
     ]
@@ -805,7 +907,7 @@ fn id_field() -> BoxedStrategy<Field> {
 
 fn request_type_field() -> BoxedStrategy<Field> {
     prop_oneof![
-        6 => prop::sample::select(vec!["Create", "Update", "Delete"])
+        20 => prop::sample::select(vec!["Create", "Update", "Delete"])
             .prop_map(|kind| Some(Value::from(kind))),
         1 => prop::sample::select(vec!["create", "Replace", "", "Delete "])
             .prop_map(|kind| Some(Value::from(kind))),
@@ -818,22 +920,25 @@ fn request_type_field() -> BoxedStrategy<Field> {
 
 fn physical_id_field() -> BoxedStrategy<Field> {
     prop_oneof![
-        2 => Just(None),
+        1 => Just(None),
         1 => Just(Some(Value::from(""))),
-        6 => text().prop_map(|id| Some(Value::from(id))),
-        2 => text().prop_map(|id| Some(Value::from(format!("{CREATE_FAILED_PREFIX}{id}")))),
+        10 => id_text().prop_map(|id| Some(Value::from(id))),
+        2 => id_text().prop_map(|id| Some(Value::from(format!("{CREATE_FAILED_PREFIX}{id}")))),
         1 => arb_json().prop_map(Some),
     ]
     .boxed()
 }
 
+/// The hand-over state, including the last invocation number (see
+/// [`a_continuation_at_the_last_invocation_number_answers_without_panicking`]).
 fn continuation_field() -> BoxedStrategy<Field> {
+    let invocation = prop_oneof![4 => 2u32..6, 1 => 0u32..u32::MAX, 1 => Just(u32::MAX)].boxed();
     let carried = (
         prop_oneof![
             1 => arb_json(),
             1 => (0u64..50).prop_map(|left| json!({ "left": left })),
         ],
-        prop_oneof![4 => 2u32..6, 1 => Just(u32::MAX), 1 => any::<u32>()],
+        invocation,
         any::<u64>(),
         text(),
         prop::option::of(text()),
@@ -862,7 +967,7 @@ struct Case {
     /// The event decodes and its properties (and old properties, for Update) parse.
     reaches_resource: bool,
     /// A Delete of a create-failed marker id: answered SUCCESS without calling the resource
-    /// (unless the id is over CloudFormation's 1024 bytes, which no answer may carry: FAILED).
+    /// (unless the id is over CloudFormation's 1024 bytes as JSON, which no answer may carry: FAILED).
     marker_success: bool,
     /// The Lambda invocation's length, in seconds.
     seconds: u64,
@@ -876,13 +981,13 @@ fn case() -> BoxedStrategy<Case> {
             id_field(), // StackId
             id_field(), // LogicalResourceId
             id_field(), // ResourceType
-            prop_oneof![4 => Just(None), 4 => id_field(), 1 => arb_json().prop_map(Some)], // ServiceToken
+            prop_oneof![10 => Just(None), 10 => id_field(), 1 => arb_json().prop_map(Some)], // ServiceToken
             physical_id_field(),
             prop::sample::select(vec![RESPONSE_URL, RESPONSE_URL_CN]),
         ),
         (
             prop::option::weighted(0.95, props()),
-            prop::option::weighted(0.9, props()), // OldResourceProperties
+            prop::option::weighted(0.95, props()), // OldResourceProperties
             continuation_field(),
             prop::collection::vec((text(), arb_json()), 0..2), // unknown top-level keys
             prop::sample::select(vec![8u64, 30, 120]),
@@ -951,7 +1056,8 @@ fn case() -> BoxedStrategy<Case> {
                 Case {
                     event: Value::Object(event),
                     reaches_resource,
-                    marker_success: marker_delete && physical.is_some_and(|id| id.len() <= 1024),
+                    marker_success: marker_delete
+                        && physical.is_some_and(|id| json_len(id) <= 1024),
                     seconds,
                 }
             },
@@ -1004,6 +1110,41 @@ fn event_like() -> BoxedStrategy<Value> {
 // ---------------------------------------------------------------------------------------------
 // Properties.
 
+/// Property 2's check: exactly one well-formed answer (or a wait still handed over), and the
+/// resource called exactly when the event decodes and its properties parse.
+fn check_case(case: &Case) -> Result<(), TestCaseError> {
+    let outcome = run(case.event.clone(), case.seconds);
+    let bodies = check_run(&case.event, &outcome)?;
+    let still_waiting = matches!(outcome.last, Handled::HandedOver { .. });
+    if !still_waiting {
+        prop_assert_eq!(bodies.len(), 1, "exactly one answer");
+    }
+    if case.reaches_resource {
+        prop_assert!(outcome.calls >= 1, "valid input never reached the resource");
+    } else {
+        prop_assert_eq!(outcome.calls, 0, "bad input reached the resource");
+        prop_assert_eq!(outcome.hand_overs, 0);
+        let status = bodies[0]["Status"].as_str().unwrap_or_default();
+        let expected = if case.marker_success {
+            "SUCCESS"
+        } else {
+            "FAILED"
+        };
+        prop_assert_eq!(status, expected, "{}", bodies[0]);
+    }
+    for body in &bodies {
+        prop_assert!(
+            !body["Reason"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(SECRET_MARKER),
+            "the secret was quoted: {}",
+            body
+        );
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(config())]
 
@@ -1029,34 +1170,17 @@ proptest! {
     fn every_cloudformation_shaped_event_gets_exactly_one_answer_and_bad_input_reaches_nothing(
         case in case(),
     ) {
-        let outcome = run(case.event.clone(), case.seconds);
-        let bodies = check_run(&case.event, &outcome)?;
-        let still_waiting = matches!(outcome.last, Handled::HandedOver { .. });
-        if !still_waiting {
-            prop_assert_eq!(bodies.len(), 1, "exactly one answer");
-        }
-        if case.reaches_resource {
-            prop_assert!(outcome.calls >= 1, "valid input never reached the resource");
-        } else {
-            prop_assert_eq!(outcome.calls, 0, "bad input reached the resource");
-            prop_assert_eq!(outcome.hand_overs, 0);
-            let status = bodies[0]["Status"].as_str().unwrap_or_default();
-            let expected = if case.marker_success { "SUCCESS" } else { "FAILED" };
-            prop_assert_eq!(status, expected, "{}", bodies[0]);
-        }
-        for body in &bodies {
-            prop_assert!(
-                !body["Reason"].as_str().unwrap_or_default().contains(SECRET_MARKER),
-                "the secret was quoted: {}", body
-            );
-        }
+        check_case(&case)?;
     }
 
     /// 3a. Decoding arbitrary objects never panics; errors say something.
     #[test]
     fn decoding_any_object_never_panics(
         pairs in prop::collection::vec(
-            (prop_oneof![3 => prop::sample::select(KNOWN).prop_map(str::to_owned), 1 => text()], arb_json()),
+            (
+                prop_oneof![3 => prop::sample::select(KNOWN).prop_map(str::to_owned), 1 => text()],
+                arb_json(),
+            ),
             0..12,
         ),
     ) {
@@ -1079,4 +1203,59 @@ proptest! {
             prop_assert!(!error.to_string().contains(SECRET_MARKER), "{}", error);
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Regressions: the two bugs the properties above found, as minimal cases.
+
+const CREATE: &str = include_str!("fixtures/create.json");
+const DELETE: &str = include_str!("fixtures/delete.json");
+
+/// Was: ids were capped in raw bytes, but the body is JSON, where `"`, `\` and control
+/// characters take 2 to 6 bytes; a Delete whose PhysicalResourceId was 700 × U+0001 (700 bytes,
+/// 4200 escaped) got a 4508-byte body, which CloudFormation refuses. Now the id is capped as the
+/// body carries it, and an id no answer can carry is refused by name.
+#[test]
+fn an_id_of_characters_json_escapes_still_fits_in_4096_bytes() {
+    let mut event: Value = serde_json::from_str(DELETE).unwrap();
+    event["PhysicalResourceId"] = json!("\u{1}".repeat(700));
+    let outcome = run(event, 30);
+    assert_eq!(outcome.answers.len(), 1);
+    let (_, body) = &outcome.answers[0];
+    assert!(
+        body.len() <= MAX_BODY_BYTES,
+        "a body of {} bytes",
+        body.len()
+    );
+    let answer: Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(answer["Status"], "FAILED", "{answer}");
+    assert!(
+        answer["Reason"]
+            .as_str()
+            .unwrap()
+            .contains("the physical id is 4200 bytes as JSON"),
+        "{answer}"
+    );
+}
+
+/// Was: `ctx.invocation + 1` overflowed when a continuation carried `"Invocation": 4294967295`
+/// and the wait was handed over again (a panic in debug builds, a wrap to 0 in release). Only a
+/// forged event carries that number; it now gets one FAILED answer that says so.
+#[test]
+fn a_continuation_at_the_last_invocation_number_answers_without_panicking() {
+    let mut event: Value = serde_json::from_str(CREATE).unwrap();
+    event[CONTINUATION_KEY] = json!({
+        "Progress": {"left": 100},
+        "Invocation": u32::MAX,
+        "StartedAtMs": custom_resource::epoch_ms(std::time::SystemTime::now()),
+        "WaitingFor": "the gadget to become ready",
+    });
+    let outcome = run(event.clone(), 8);
+    let bodies = check_run(&event, &outcome).unwrap();
+    assert_eq!(bodies.len(), 1);
+    assert_eq!(bodies[0]["Status"], "FAILED");
+    assert!(bodies[0]["Reason"]
+        .as_str()
+        .unwrap()
+        .contains("invocation number is at its limit"));
 }

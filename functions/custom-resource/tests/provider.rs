@@ -77,6 +77,8 @@ enum ThingError {
 #[derive(Default)]
 struct Thing {
     calls: Arc<Mutex<Vec<String>>>,
+    /// Claims `steps_rerun_safely` (as the network resource does).
+    rerun_safe: bool,
 }
 
 impl Thing {
@@ -112,6 +114,10 @@ impl Resource for Thing {
 
     fn is_not_found(&self, error: &ThingError) -> bool {
         matches!(error, ThingError::NotFound)
+    }
+
+    fn steps_rerun_safely(&self) -> bool {
+        self.rerun_safe
     }
 
     fn made_before_failing(&self, error: &ThingError) -> Option<String> {
@@ -187,13 +193,15 @@ impl Resource for Thing {
     }
 }
 
+/// Claims as the DynamoDB table keeps them: key -> (done, claimer, lease until ms).
+type Claims = std::collections::HashMap<String, (bool, String, u64)>;
+
 #[derive(Clone, Default)]
 struct Recorder {
     answers: Arc<Mutex<Vec<(String, Value)>>>,
     handed: Arc<Mutex<Vec<(String, Value)>>>,
     refuse_hand_over: bool,
-    /// Claims as the DynamoDB table keeps them: key -> (done, claimer, lease until ms).
-    claims: Arc<Mutex<std::collections::HashMap<String, (bool, String, u64)>>>,
+    claims: Arc<Mutex<Claims>>,
 }
 
 impl Deliver for Recorder {
@@ -251,7 +259,14 @@ struct Setup {
 }
 
 fn setup_with(settings: Settings, refuse_hand_over: bool) -> Setup {
-    let thing = Thing::default();
+    setup_thing(settings, refuse_hand_over, false)
+}
+
+fn setup_thing(settings: Settings, refuse_hand_over: bool, rerun_safe: bool) -> Setup {
+    let thing = Thing {
+        rerun_safe,
+        ..Thing::default()
+    };
     let calls = Arc::clone(&thing.calls);
     let recorder = Recorder {
         refuse_hand_over,
@@ -506,6 +521,40 @@ async fn a_handler_still_running_near_the_deadline_answers_failed_before_it() {
     );
     assert_eq!(Instant::now() - started, Duration::from_secs(18));
     assert!(Instant::now() < deadline);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rerun_safe_step_cut_off_at_the_deadline_runs_again_in_a_new_invocation() {
+    let settings = Settings {
+        poll_interval: Duration::from_secs(1),
+        safety_margin: Duration::from_secs(2),
+        ..Settings::default()
+    };
+    let s = setup_thing(settings, false, true);
+    let handled = s
+        .provider
+        .handle(event(CREATE, json!({"Mode": "Hang"})), lambda(20))
+        .await;
+    assert!(matches!(handled, Handled::HandedOver { invocation: 2 }));
+    assert!(s.recorder.answers.lock().unwrap().is_empty());
+    let mut next = s.recorder.handed.lock().unwrap()[0].1.clone();
+    let carried = &next[CONTINUATION_KEY];
+    assert_eq!(carried["Restart"], true, "{carried}");
+    assert_eq!(carried["Invocation"], 2);
+    assert_eq!(
+        carried["WaitingFor"],
+        "the Create step cut off at the deadline"
+    );
+    // This time the step finishes: the operation starts again and answers once.
+    next["ResourceProperties"]["Mode"] = json!("Ok");
+    s.provider
+        .handle(
+            next,
+            lambda_request(20, "9f3c1a2e-0000-4000-8000-000000000002"),
+        )
+        .await;
+    assert_eq!(s.only_answer()["Status"], "SUCCESS");
+    assert_eq!(s.calls(), vec!["create"]);
 }
 
 #[tokio::test(start_paused = true)]

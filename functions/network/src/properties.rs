@@ -87,86 +87,95 @@ impl Properties for NetworkProperties {
                 format!("must be 1 to 64 characters (got {name_len})"),
             ));
         }
-        let cidr = self.cidr_block;
-        if !(16..=24).contains(&cidr.prefix_len()) {
-            return Err(PropertyError::new(
-                "CidrBlock",
-                format!(
-                    "{cidr} has a /{} prefix; use /16 (65,536 addresses) to /24 (256), e.g. 10.0.0.0/16",
-                    cidr.prefix_len()
-                ),
-            ));
-        }
-        if cidr.addr() != cidr.network() {
-            return Err(PropertyError::new(
-                "CidrBlock",
-                format!(
-                    "{cidr} is not a network address (host bits are set); use {}",
-                    cidr.trunc()
-                ),
-            ));
-        }
-        let first = cidr.network();
-        if first.is_loopback()
-            || first.is_link_local()
-            || first.is_multicast()
-            || first.is_broadcast()
-            || first.octets()[0] == 0
-            || first.octets()[0] >= 240
-        {
-            return Err(PropertyError::new(
-                "CidrBlock",
-                format!("{cidr} is a reserved range AWS does not allow for a VPC; use a private range such as 10.0.0.0/16"),
-            ));
-        }
+        validate_cidr(self.cidr_block)?;
         if !(1..=6).contains(&self.availability_zone_count) {
             return Err(PropertyError::new(
                 "AvailabilityZoneCount",
                 format!("must be 1 to 6 (got {})", self.availability_zone_count),
             ));
         }
-        if let Err(message) = layout::carve(cidr, self.availability_zone_count as usize) {
+        if let Err(message) = layout::carve(self.cidr_block, self.availability_zone_count as usize)
+        {
             return Err(PropertyError::new("CidrBlock", message));
         }
-        let mut keys = BTreeSet::new();
-        for (index, tag) in self.tags.iter().enumerate() {
-            let at = format!("Tags[{index}].Key");
-            if tag.key.is_empty() || tag.key.chars().count() > 128 {
-                return Err(PropertyError::new(at, "must be 1 to 128 characters"));
-            }
-            if tag.key == "Name" {
-                return Err(PropertyError::new(
-                    at,
-                    "Name tags are derived from the Name property; set Name instead",
-                ));
-            }
-            if tag.key.to_ascii_lowercase().starts_with("aws:")
-                || tag.key.starts_with(RESERVED_TAG_PREFIX)
-            {
-                return Err(PropertyError::new(
-                    at,
-                    format!("{} is reserved; choose another key", tag.key),
-                ));
-            }
-            if tag.value.chars().count() > 256 {
-                return Err(PropertyError::new(
-                    format!("Tags[{index}].Value"),
-                    "must be at most 256 characters",
-                ));
-            }
-            if !keys.insert(tag.key.as_str()) {
-                return Err(PropertyError::new(at, format!("{} appears twice", tag.key)));
-            }
+        validate_tags(&self.tags)
+    }
+}
+
+fn validate_cidr(cidr: Ipv4Net) -> Result<(), PropertyError> {
+    if !(16..=24).contains(&cidr.prefix_len()) {
+        return Err(PropertyError::new(
+            "CidrBlock",
+            format!(
+                "{cidr} has a /{} prefix; use /16 (65,536 addresses) to /24 (256), e.g. 10.0.0.0/16",
+                cidr.prefix_len()
+            ),
+        ));
+    }
+    if cidr.addr() != cidr.network() {
+        return Err(PropertyError::new(
+            "CidrBlock",
+            format!(
+                "{cidr} is not a network address (host bits are set); use {}",
+                cidr.trunc()
+            ),
+        ));
+    }
+    let first = cidr.network();
+    if first.is_loopback()
+        || first.is_link_local()
+        || first.is_multicast()
+        || first.is_broadcast()
+        || first.octets()[0] == 0
+        || first.octets()[0] >= 240
+    {
+        return Err(PropertyError::new(
+            "CidrBlock",
+            format!("{cidr} is a reserved range AWS does not allow for a VPC; use a private range such as 10.0.0.0/16"),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_tags(tags: &[Tag]) -> Result<(), PropertyError> {
+    let mut keys = BTreeSet::new();
+    for (index, tag) in tags.iter().enumerate() {
+        let at = format!("Tags[{index}].Key");
+        if tag.key.is_empty() || tag.key.chars().count() > 128 {
+            return Err(PropertyError::new(at, "must be 1 to 128 characters"));
         }
-        // EC2 allows 50 tags; this resource writes 6 of its own.
-        if self.tags.len() > 44 {
+        if tag.key == "Name" {
             return Err(PropertyError::new(
-                "Tags",
-                "at most 44 tags (EC2 allows 50 and this resource uses 6)",
+                at,
+                "Name tags are derived from the Name property; set Name instead",
             ));
         }
-        Ok(())
+        if tag.key.to_ascii_lowercase().starts_with("aws:")
+            || tag.key.starts_with(RESERVED_TAG_PREFIX)
+        {
+            return Err(PropertyError::new(
+                at,
+                format!("{} is reserved; choose another key", tag.key),
+            ));
+        }
+        if tag.value.chars().count() > 256 {
+            return Err(PropertyError::new(
+                format!("Tags[{index}].Value"),
+                "must be at most 256 characters",
+            ));
+        }
+        if !keys.insert(tag.key.as_str()) {
+            return Err(PropertyError::new(at, format!("{} appears twice", tag.key)));
+        }
     }
+    // EC2 allows 50 tags; this resource writes 6 of its own.
+    if tags.len() > 44 {
+        return Err(PropertyError::new(
+            "Tags",
+            "at most 44 tags (EC2 allows 50 and this resource uses 6)",
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! retried, duplicated or handed-over request continues from where the last one stopped).
 
 use crate::error::NetworkError;
-use aws_sdk_ec2::types::{Filter, Tag as Ec2Tag};
+use aws_sdk_ec2::types::{Filter, NatGatewayState, Tag as Ec2Tag};
 use futures::try_join;
 
 pub const TAG_STACK: &str = "custom-resource:stack-id";
@@ -11,6 +11,8 @@ pub const TAG_REQUEST: &str = "custom-resource:request-id";
 pub const TAG_ROLE: &str = "custom-resource:role";
 pub const TAG_AZ: &str = "custom-resource:az";
 pub const TAG_VPC: &str = "custom-resource:vpc-id";
+/// Tag keys this resource writes itself (never user tags).
+pub const OWN_TAG_PREFIX: &str = "custom-resource:";
 
 pub fn filter(name: &str, value: &str) -> Filter {
     Filter::builder().name(name).values(value).build()
@@ -22,6 +24,108 @@ fn tag<'a>(tags: &'a [Ec2Tag], key: &str) -> Option<&'a str> {
         .and_then(|t| t.value())
 }
 
+/// What each thing this resource makes is, as its `custom-resource:role` tag says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Vpc,
+    InternetGateway,
+    PublicSubnet,
+    PrivateSubnet,
+    PublicRouteTable,
+    PrivateRouteTable,
+    NatAddress,
+    NatGateway,
+}
+
+impl Role {
+    pub const fn tag(self) -> &'static str {
+        match self {
+            Role::Vpc => "vpc",
+            Role::InternetGateway => "internet-gateway",
+            Role::PublicSubnet => "public-subnet",
+            Role::PrivateSubnet => "private-subnet",
+            Role::PublicRouteTable => "public-route-table",
+            Role::PrivateRouteTable => "private-route-table",
+            Role::NatAddress => "nat-eip",
+            Role::NatGateway => "nat-gateway",
+        }
+    }
+
+    pub fn parse(tag: &str) -> Option<Role> {
+        [
+            Role::Vpc,
+            Role::InternetGateway,
+            Role::PublicSubnet,
+            Role::PrivateSubnet,
+            Role::PublicRouteTable,
+            Role::PrivateRouteTable,
+            Role::NatAddress,
+            Role::NatGateway,
+        ]
+        .into_iter()
+        .find(|role| role.tag() == tag)
+    }
+}
+
+/// A NAT gateway's state (EC2 API Reference, NatGateway: pending | failed | available | deleting
+/// | deleted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NatState {
+    Pending,
+    Available,
+    Deleting,
+    Deleted,
+    Failed,
+}
+
+impl NatState {
+    /// A state EC2 may add later counts as pending: waited for, never routed to.
+    pub fn of(state: Option<&NatGatewayState>) -> NatState {
+        match state {
+            Some(NatGatewayState::Available) => NatState::Available,
+            Some(NatGatewayState::Deleting) => NatState::Deleting,
+            Some(NatGatewayState::Deleted) => NatState::Deleted,
+            Some(NatGatewayState::Failed) => NatState::Failed,
+            _ => NatState::Pending,
+        }
+    }
+}
+
+/// The Name tag and the user's tags (not ours, not `aws:`) something carries.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Labels {
+    pub name: String,
+    /// Sorted by key.
+    pub tags: Vec<(String, String)>,
+}
+
+impl Labels {
+    pub fn new(name: &str, tags: &[(String, String)]) -> Labels {
+        let mut tags = tags.to_vec();
+        tags.sort();
+        Labels {
+            name: name.to_owned(),
+            tags,
+        }
+    }
+
+    pub fn read(tags: &[Ec2Tag]) -> Labels {
+        let user: Vec<(String, String)> = tags
+            .iter()
+            .filter_map(|t| {
+                Some((
+                    t.key()?.to_owned(),
+                    t.value().unwrap_or_default().to_owned(),
+                ))
+            })
+            .filter(|(k, _)| {
+                k != "Name" && !k.starts_with(OWN_TAG_PREFIX) && !k.starts_with("aws:")
+            })
+            .collect();
+        Labels::new(tag(tags, "Name").unwrap_or_default(), &user)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Subnet {
     pub id: String,
@@ -29,6 +133,9 @@ pub struct Subnet {
     /// The zone's id (`use1-az1`): the same physical zone in every account, unlike its name.
     pub az_id: String,
     pub public: bool,
+    /// MapPublicIpOnLaunch (tasks in public subnets need public addresses).
+    pub public_ips: bool,
+    pub labels: Labels,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -46,13 +153,14 @@ pub struct RouteTable {
     /// (association id, subnet id)
     pub associations: Vec<(String, String)>,
     pub default_route: Option<DefaultRoute>,
+    pub labels: Labels,
 }
 
 #[derive(Debug, Clone)]
 pub struct Nat {
     pub id: String,
     pub az: String,
-    pub state: String,
+    pub state: NatState,
     pub allocation_ids: Vec<String>,
     /// The NAT's own network interfaces (not blockers for Delete, even while they linger).
     pub interface_ids: Vec<String>,
@@ -60,14 +168,15 @@ pub struct Nat {
     pub request_id: String,
     /// FailureCode and FailureMessage of a `failed` NAT.
     pub failure: Option<(String, String)>,
+    pub labels: Labels,
 }
 
 impl Nat {
     pub fn is_live(&self) -> bool {
-        matches!(self.state.as_str(), "pending" | "available")
+        matches!(self.state, NatState::Pending | NatState::Available)
     }
     pub fn is_gone(&self) -> bool {
-        matches!(self.state.as_str(), "deleted" | "failed")
+        matches!(self.state, NatState::Deleted | NatState::Failed)
     }
 }
 
@@ -75,12 +184,16 @@ impl Nat {
 pub struct Eip {
     pub allocation_id: String,
     pub az: Option<String>,
+    pub labels: Labels,
 }
 
 #[derive(Debug, Clone)]
 pub struct Igw {
     pub id: String,
     pub attached: bool,
+    /// Tagged with the VPC's id (how a Delete finds it even detached).
+    pub tagged_with_vpc: bool,
+    pub labels: Labels,
 }
 
 /// Everything this resource made in (or for) one VPC, plus what others put there.
@@ -89,6 +202,7 @@ pub struct State {
     pub vpc_id: String,
     pub vpc_exists: bool,
     pub cidr: String,
+    pub vpc_labels: Labels,
     pub igw: Option<Igw>,
     pub subnets: Vec<Subnet>,
     pub route_tables: Vec<RouteTable>,
@@ -99,11 +213,12 @@ pub struct State {
 }
 
 impl State {
-    pub fn empty(vpc_id: &str, cidr: &str) -> Self {
+    pub fn empty(vpc_id: &str, cidr: &str, vpc_labels: Labels) -> Self {
         State {
             vpc_id: vpc_id.to_owned(),
             vpc_exists: true,
             cidr: cidr.to_owned(),
+            vpc_labels,
             ..State::default()
         }
     }
@@ -129,12 +244,23 @@ impl State {
     pub fn failed_nat_of(&self, az: &str, request_id: &str) -> Option<&Nat> {
         self.nats
             .iter()
-            .find(|n| n.az == az && n.state == "failed" && n.request_id == request_id)
+            .find(|n| n.az == az && n.state == NatState::Failed && n.request_id == request_id)
     }
 
     /// The live (pending or available) NAT in `az`, if any.
     pub fn live_nat(&self, az: &str) -> Option<&Nat> {
         self.nats.iter().find(|n| n.az == az && n.is_live())
+    }
+
+    /// An allocated address for a NAT in `az` that no NAT holds.
+    pub fn spare_eip(&self, az: &str) -> Option<&Eip> {
+        self.eips.iter().find(|e| {
+            e.az.as_deref() == Some(az)
+                && !self
+                    .nats
+                    .iter()
+                    .any(|n| !n.is_gone() && n.allocation_ids.contains(&e.allocation_id))
+        })
     }
 }
 
@@ -143,40 +269,36 @@ pub const DISCOVER_CALLS: usize = 6;
 
 /// Reads the whole state of `vpc_id` in one round of concurrent calls.
 pub async fn discover(ec2: &aws_sdk_ec2::Client, vpc_id: &str) -> Result<State, NetworkError> {
-    let vpcs = ec2.describe_vpcs().filters(filter("vpc-id", vpc_id)).send();
-    let subnets = ec2
-        .describe_subnets()
-        .filters(filter("vpc-id", vpc_id))
-        .send();
-    let tables = ec2
-        .describe_route_tables()
-        .filters(filter("vpc-id", vpc_id))
-        .send();
-    let nats = ec2
-        .describe_nat_gateways()
-        .filter(filter("vpc-id", vpc_id))
-        .send();
-    let eips = ec2
-        .describe_addresses()
-        .filters(filter(&format!("tag:{TAG_VPC}"), vpc_id))
-        .send();
-    let igws = ec2
-        .describe_internet_gateways()
-        .filters(filter(&format!("tag:{TAG_VPC}"), vpc_id))
-        .send();
+    let by_vpc = || filter("vpc-id", vpc_id);
+    let by_tag = || filter(&format!("tag:{TAG_VPC}"), vpc_id);
     let (vpcs, subnets, tables, nats, eips, igws) = try_join!(
-        async { vpcs.await.map_err(NetworkError::ec2("DescribeVpcs")) },
-        async { subnets.await.map_err(NetworkError::ec2("DescribeSubnets")) },
         async {
-            tables
-                .await
-                .map_err(NetworkError::ec2("DescribeRouteTables"))
+            let found = ec2.describe_vpcs().filters(by_vpc()).send().await;
+            found.map_err(NetworkError::ec2("DescribeVpcs"))
         },
-        async { nats.await.map_err(NetworkError::ec2("DescribeNatGateways")) },
-        async { eips.await.map_err(NetworkError::ec2("DescribeAddresses")) },
         async {
-            igws.await
-                .map_err(NetworkError::ec2("DescribeInternetGateways"))
+            let found = ec2.describe_subnets().filters(by_vpc()).send().await;
+            found.map_err(NetworkError::ec2("DescribeSubnets"))
+        },
+        async {
+            let found = ec2.describe_route_tables().filters(by_vpc()).send().await;
+            found.map_err(NetworkError::ec2("DescribeRouteTables"))
+        },
+        async {
+            let found = ec2.describe_nat_gateways().filter(by_vpc()).send().await;
+            found.map_err(NetworkError::ec2("DescribeNatGateways"))
+        },
+        async {
+            let found = ec2.describe_addresses().filters(by_tag()).send().await;
+            found.map_err(NetworkError::ec2("DescribeAddresses"))
+        },
+        async {
+            let found = ec2
+                .describe_internet_gateways()
+                .filters(by_tag())
+                .send()
+                .await;
+            found.map_err(NetworkError::ec2("DescribeInternetGateways"))
         },
     )?;
     let mut state = State {
@@ -186,47 +308,53 @@ pub async fn discover(ec2: &aws_sdk_ec2::Client, vpc_id: &str) -> Result<State, 
     if let Some(vpc) = vpcs.vpcs().first() {
         state.vpc_exists = true;
         state.cidr = vpc.cidr_block().unwrap_or_default().to_owned();
+        state.vpc_labels = Labels::read(vpc.tags());
     }
-    for subnet in subnets.subnets() {
+    read_subnets(&mut state, subnets.subnets());
+    read_route_tables(&mut state, tables.route_tables());
+    state.nats = nats.nat_gateways().iter().filter_map(read_nat).collect();
+    state.eips = eips.addresses().iter().filter_map(read_eip).collect();
+    state.igw = igws.internet_gateways().first().map(|igw| Igw {
+        id: igw.internet_gateway_id().unwrap_or_default().to_owned(),
+        attached: igw.attachments().iter().any(|a| a.vpc_id() == Some(vpc_id)),
+        tagged_with_vpc: true,
+        labels: Labels::read(igw.tags()),
+    });
+    Ok(state)
+}
+
+fn read_subnets(state: &mut State, subnets: &[aws_sdk_ec2::types::Subnet]) {
+    for subnet in subnets {
         let id = subnet.subnet_id().unwrap_or_default().to_owned();
-        match tag(subnet.tags(), TAG_ROLE) {
-            Some(role @ ("public-subnet" | "private-subnet")) => state.subnets.push(Subnet {
+        let role = tag(subnet.tags(), TAG_ROLE).and_then(Role::parse);
+        match role {
+            Some(role @ (Role::PublicSubnet | Role::PrivateSubnet)) => state.subnets.push(Subnet {
                 id,
                 az: subnet.availability_zone().unwrap_or_default().to_owned(),
                 az_id: subnet.availability_zone_id().unwrap_or_default().to_owned(),
-                public: role == "public-subnet",
+                public: role == Role::PublicSubnet,
+                public_ips: subnet.map_public_ip_on_launch().unwrap_or_default(),
+                labels: Labels::read(subnet.tags()),
             }),
             _ => state.foreign.push(format!("subnet {id}")),
         }
     }
-    for table in tables.route_tables() {
+}
+
+fn read_route_tables(state: &mut State, tables: &[aws_sdk_ec2::types::RouteTable]) {
+    for table in tables {
         let id = table.route_table_id().unwrap_or_default().to_owned();
         let main = table.associations().iter().any(|a| a.main() == Some(true));
-        let role = tag(table.tags(), TAG_ROLE);
-        if main && role.is_none() {
-            continue; // the VPC's main table goes with the VPC
-        }
+        let role = tag(table.tags(), TAG_ROLE).and_then(Role::parse);
         let public = match role {
-            Some("public-route-table") => true,
-            Some("private-route-table") => false,
+            None if main => continue, // the VPC's main table goes with the VPC
+            Some(Role::PublicRouteTable) => true,
+            Some(Role::PrivateRouteTable) => false,
             _ => {
                 state.foreign.push(format!("route table {id}"));
                 continue;
             }
         };
-        let default_route = table
-            .routes()
-            .iter()
-            .find(|r| r.destination_cidr_block() == Some("0.0.0.0/0"))
-            .map(|r| {
-                if let Some(nat) = r.nat_gateway_id() {
-                    DefaultRoute::Nat(nat.to_owned())
-                } else if let Some(gateway) = r.gateway_id() {
-                    DefaultRoute::Gateway(gateway.to_owned())
-                } else {
-                    DefaultRoute::Other
-                }
-            });
         state.route_tables.push(RouteTable {
             id,
             public,
@@ -242,55 +370,58 @@ pub async fn discover(ec2: &aws_sdk_ec2::Client, vpc_id: &str) -> Result<State, 
                     ))
                 })
                 .collect(),
-            default_route,
+            default_route: default_route(table.routes()),
+            labels: Labels::read(table.tags()),
         });
     }
-    for nat in nats.nat_gateways() {
-        // Only NATs this resource made (tagged); others in the VPC are left alone.
-        let Some(az) = tag(nat.tags(), TAG_AZ) else {
-            continue;
-        };
-        state.nats.push(Nat {
-            id: nat.nat_gateway_id().unwrap_or_default().to_owned(),
-            az: az.to_owned(),
-            state: nat
-                .state()
-                .map(|s| s.as_str().to_owned())
-                .unwrap_or_default(),
-            allocation_ids: nat
-                .nat_gateway_addresses()
-                .iter()
-                .filter_map(|a| a.allocation_id().map(str::to_owned))
-                .collect(),
-            interface_ids: nat
-                .nat_gateway_addresses()
-                .iter()
-                .filter_map(|a| a.network_interface_id().map(str::to_owned))
-                .collect(),
-            request_id: tag(nat.tags(), TAG_REQUEST).unwrap_or_default().to_owned(),
-            failure: failure(nat),
-        });
-    }
-    for eip in eips.addresses() {
-        if let Some(id) = eip.allocation_id() {
-            state.eips.push(Eip {
-                allocation_id: id.to_owned(),
-                az: tag(eip.tags(), TAG_AZ).map(str::to_owned),
-            });
-        }
-    }
-    if let Some(igw) = igws.internet_gateways().first() {
-        state.igw = Some(Igw {
-            id: igw.internet_gateway_id().unwrap_or_default().to_owned(),
-            attached: igw.attachments().iter().any(|a| a.vpc_id() == Some(vpc_id)),
-        });
-    }
-    Ok(state)
+}
+
+fn default_route(routes: &[aws_sdk_ec2::types::Route]) -> Option<DefaultRoute> {
+    let route = routes
+        .iter()
+        .find(|r| r.destination_cidr_block() == Some("0.0.0.0/0"))?;
+    Some(if let Some(nat) = route.nat_gateway_id() {
+        DefaultRoute::Nat(nat.to_owned())
+    } else if let Some(gateway) = route.gateway_id() {
+        DefaultRoute::Gateway(gateway.to_owned())
+    } else {
+        DefaultRoute::Other
+    })
+}
+
+/// A NAT this resource made (tagged with its zone); others in the VPC are left alone.
+pub fn read_nat(nat: &aws_sdk_ec2::types::NatGateway) -> Option<Nat> {
+    let az = tag(nat.tags(), TAG_AZ)?;
+    let addresses = nat.nat_gateway_addresses();
+    Some(Nat {
+        id: nat.nat_gateway_id().unwrap_or_default().to_owned(),
+        az: az.to_owned(),
+        state: NatState::of(nat.state()),
+        allocation_ids: addresses
+            .iter()
+            .filter_map(|a| a.allocation_id().map(str::to_owned))
+            .collect(),
+        interface_ids: addresses
+            .iter()
+            .filter_map(|a| a.network_interface_id().map(str::to_owned))
+            .collect(),
+        request_id: tag(nat.tags(), TAG_REQUEST).unwrap_or_default().to_owned(),
+        failure: failure(nat),
+        labels: Labels::read(nat.tags()),
+    })
+}
+
+fn read_eip(eip: &aws_sdk_ec2::types::Address) -> Option<Eip> {
+    Some(Eip {
+        allocation_id: eip.allocation_id()?.to_owned(),
+        az: tag(eip.tags(), TAG_AZ).map(str::to_owned),
+        labels: Labels::read(eip.tags()),
+    })
 }
 
 /// The (FailureCode, FailureMessage) of a failed NAT gateway.
-pub fn failure(nat: &aws_sdk_ec2::types::NatGateway) -> Option<(String, String)> {
-    let failed = nat.state() == Some(&aws_sdk_ec2::types::NatGatewayState::Failed);
+fn failure(nat: &aws_sdk_ec2::types::NatGateway) -> Option<(String, String)> {
+    let failed = nat.state() == Some(&NatGatewayState::Failed);
     failed.then(|| {
         (
             nat.failure_code().unwrap_or("failed").to_owned(),

@@ -9,6 +9,7 @@ mod resource;
 async fn main() -> Result<(), lambda_runtime::Error> {
     custom_resource::init_tracing();
     let config = custom_resource::sdk_config().await;
-    let resource = resource::EnvironmentPreflight::new(aws_sdk_iam::Client::new(&config));
+    let resource =
+        resource::EnvironmentPreflight::new(custom_resource::client!(aws_sdk_iam, &config));
     custom_resource::run(resource, &config).await
 }

@@ -10,10 +10,10 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     custom_resource::init_tracing();
     let config = custom_resource::sdk_config().await;
     let clients = resource::Clients {
-        scaling: aws_sdk_applicationautoscaling::Client::new(&config),
-        cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
-        ecs: aws_sdk_ecs::Client::new(&config),
-        elb: aws_sdk_elasticloadbalancingv2::Client::new(&config),
+        scaling: custom_resource::client!(aws_sdk_applicationautoscaling, &config),
+        cloudwatch: custom_resource::client!(aws_sdk_cloudwatch, &config),
+        ecs: custom_resource::client!(aws_sdk_ecs, &config),
+        elb: custom_resource::client!(aws_sdk_elasticloadbalancingv2, &config),
     };
     custom_resource::run(resource::ServiceScaling::new(clients), &config).await
 }

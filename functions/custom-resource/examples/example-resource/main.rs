@@ -12,6 +12,6 @@ mod resource;
 async fn main() -> Result<(), lambda_runtime::Error> {
     custom_resource::init_tracing();
     let config = custom_resource::sdk_config().await;
-    let resource = resource::ExampleParameter::new(aws_sdk_ssm::Client::new(&config));
+    let resource = resource::ExampleParameter::new(custom_resource::client!(aws_sdk_ssm, &config));
     custom_resource::run(resource, &config).await
 }
