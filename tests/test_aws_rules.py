@@ -312,10 +312,12 @@ def task_definition(world, *images, family="app", os_family="LINUX") -> str:
     )["taskDefinition"]["taskDefinitionArn"]
 
 
-def create_service(world, name, definition, desired=1, configuration=NO_BREAKER) -> dict:
+def create_service(world, name, definition, desired=1, configuration=NO_BREAKER,
+                   strategy=(("FARGATE", 0, 1),)) -> dict:
     return world["ecs"].create_service(
         cluster="rules", serviceName=name, taskDefinition=definition, desiredCount=desired,
-        capacityProviderStrategy=[{"capacityProvider": "FARGATE", "weight": 1}],
+        capacityProviderStrategy=[{"capacityProvider": provider, "base": base, "weight": weight}
+                                  for provider, base, weight in strategy],
         deploymentConfiguration=configuration,
         networkConfiguration={"awsvpcConfiguration": {
             "subnets": world["subnets"], "securityGroups": [world["group"]]}},
@@ -488,6 +490,62 @@ def test_a_windows_task_is_not_placed_in_use1_az3_where_a_linux_task_runs(on_eng
                               os_family="WINDOWS_SERVER_2019_CORE")
     service = create_service(world, "web", windows)
     assert (service["runningCount"], messages(service)[0]) == (0, NO_CAPACITY)
+
+
+# --- capacity and task failures on demand (knobs of a running engine) ------------------------------
+SPOT_AND_ON_DEMAND = (("FARGATE", 1, 1), ("FARGATE_SPOT", 0, 3))
+
+
+def providers(world, name) -> list:
+    return sorted(t["capacityProviderName"] for t in tasks(world, name))
+
+
+def test_without_spot_capacity_spot_tasks_are_not_placed_and_on_demand_ones_run(engine, on_engine):
+    world = fargate_world(on_engine, zones="ab")
+    with engine.knobs(SPOT_CAPACITY="unavailable"):
+        service = create_service(world, "web", task_definition(world, "nginx"), desired=4,
+                                 strategy=SPOT_AND_ON_DEMAND)
+        # Base 1 and weights 1:3 put 2 of 4 tasks on each provider (engine_ecs.split).
+        assert (service["runningCount"], messages(service)[0]) == (2, NO_CAPACITY)
+        assert providers(world, "web") == ["FARGATE", "FARGATE"]
+        assert described(world, "web")["deployments"][0]["rolloutState"] == "IN_PROGRESS"
+    # Capacity is back: the next scheduler round places the Spot tasks.
+    service = described(world, "web")
+    assert service["runningCount"] == 4
+    assert providers(world, "web") == ["FARGATE", "FARGATE", "FARGATE_SPOT", "FARGATE_SPOT"]
+
+
+def test_spot_capacity_short_in_one_zone_places_spot_tasks_in_the_others(engine, on_engine):
+    world = fargate_world(on_engine, zones="ab")
+    with engine.knobs(SPOT_CAPACITY="us-east-1a"):
+        create_service(world, "web", task_definition(world, "nginx"), desired=3,
+                       strategy=(("FARGATE_SPOT", 0, 1),))
+        spot = tasks(world, "web")
+    assert len(spot) == 3
+    assert {t["availabilityZone"] for t in spot} == {"us-east-1b"}
+
+
+@pytest.mark.parametrize("knob, code, reason, exit_code", [
+    ("TaskFailedToStart|ResourceInitializationError: unable to pull secrets or registry auth: "
+     "execution resource retrieval failed: unable to retrieve secrets from ssm: AccessDeniedException",
+     "TaskFailedToStart", "ResourceInitializationError: unable to pull secrets or registry auth: "
+     "execution resource retrieval failed: unable to retrieve secrets from ssm: AccessDeniedException", 0),
+    ("EssentialContainerExited|Essential container in task exited|1",
+     "EssentialContainerExited", "Essential container in task exited", 1),
+])
+def test_a_task_failure_knob_stops_every_new_task_the_way_ecs_reports_it(
+        engine, on_engine, knob, code, reason, exit_code):
+    world = fargate_world(on_engine)
+    with engine.knobs(TASK_FAILURE=knob):
+        service = create_service(world, "web", task_definition(world, "nginx"), desired=2)
+        assert service["runningCount"] == 0
+        assert service["deployments"][0]["failedTasks"] == 2
+        stopped = tasks(world, "web", "STOPPED")
+    assert {(t["stopCode"], t["stoppedReason"]) for t in stopped} == {(code, reason)}
+    assert {t["containers"][0]["exitCode"] for t in stopped} == {exit_code}
+    assert {t["startedBy"] for t in stopped} == {service["deployments"][0]["id"]}
+    # Unset, the next round starts the tasks.
+    assert described(world, "web")["runningCount"] == 2
 
 
 def test_fargate_zones_off_runs_a_task_in_usw1_az2(on_engine_turned):

@@ -133,6 +133,29 @@ def test_a_desired_count_change_is_clamped_into_the_scalable_targets_range(servi
     service.delete()
 
 
+def test_a_new_service_starts_at_the_autoscaling_minimum_and_removing_autoscaling_returns_it_to_desired_count(
+        service, world, aws, proxy):
+    created = service.create(props(world, DesiredCount=1, AutoScalingMinCapacity="3"))
+    assert created.ok, created.reason
+    assert sent(proxy, "CreateService")[0]["desiredCount"] == 3
+    assert describe(aws)["desiredCount"] == 3
+    assert created.data["DesiredCount"] == "3"
+
+    aws["ecs"].update_service(cluster="app", service="web", desiredCount=6)  # autoscaling scaled out
+    proxy.clear()
+    answer = service.update(props(world, DesiredCount=1, AutoScalingMinCapacity=4))
+    assert answer.ok, answer.reason
+    assert sent(proxy, "UpdateService") == [], "a new minimum is the scaling resource's business"
+    assert describe(aws)["desiredCount"] == 6
+
+    proxy.clear()
+    answer = service.update(props(world, DesiredCount=1))
+    assert answer.ok, answer.reason
+    assert [call["desiredCount"] for call in sent(proxy, "UpdateService")] == [1]
+    assert describe(aws)["desiredCount"] == 1
+    service.delete()
+
+
 def test_a_missing_secret_parameter_fails_naming_it_and_creates_no_service(service, world, aws, proxy):
     world["task_definition"](family="broken", secret="/app/dev/missing")
     answer = service.create(props(world, TaskDefinition="broken:1"))
@@ -269,6 +292,7 @@ BAD = [
     ({"CapacityProviderStrategy": [{"CapacityProvider": "FARGATE", "Weight": 0}, {"CapacityProvider": "FARGATE_SPOT", "Weight": 0}]}, "CapacityProviderStrategy"),
     ({"CapacityProviderStrategy": [{"CapacityProvider": "FARGATE", "Weight": 1, "Base": 1}, {"CapacityProvider": "FARGATE_SPOT", "Weight": 1, "Base": 1}]}, "CapacityProviderStrategy"),
     ({"DesiredCount": -1}, "DesiredCount"),
+    ({"AutoScalingMinCapacity": "-2"}, "AutoScalingMinCapacity"),
     ({"CapacityProviderStrategy": [{"CapacityProvider": "FARGATE_GPU", "Weight": 1}]}, "CapacityProviderStrategy[0].CapacityProvider"),
     ({"DesiredCuont": 2}, "DesiredCuont"),
     ({"Cluster": "nope"}, "Cluster"),

@@ -21,7 +21,7 @@ or switches it off for diagnosis:
   * us-west-1 shows zone usw1-az2, which Fargate does not offer, as us-west-1b (an account whose
     zones are usw1-az3 and usw1-az2; moto shows usw1-az3 and usw1-az1), so the Fargate zone rule of
     harness.engine_ecs (LOCAL_AWS_FARGATE_ZONES) can be met outside Windows.
-The scheduler rules (image pulls, Fargate zones) live in harness.engine_ecs, which reads its knobs
+The scheduler rules (image pulls, Fargate zones, Spot capacity, task failures) live in harness.engine_ecs, which reads its knobs
 through `enforced` here.
 
 Knobs come from the environment, overridden by the JSON object in the file LOCAL_AWS_KNOBS_FILE

@@ -1231,7 +1231,8 @@ class Engine:
             answer = dict(answer, Invalid=problem)
         with self.lock:
             record["Answers"].append({k: answer.get(k) for k in ("Status", "Reason", "PhysicalResourceId", "Invalid")}
-                                     | {"DataKeys": sorted((answer.get("Data") or {}).keys()) if isinstance(answer.get("Data"), dict) else []})
+                                     | {"DataKeys": sorted((answer.get("Data") or {}).keys()) if isinstance(answer.get("Data"), dict) else [],
+                                        "At": time.time()})
             first = len(record["Answers"]) == 1
             if first:
                 pending["answer"] = answer

@@ -3,7 +3,9 @@ are): Fargate services with a capacity provider strategy get RUNNING tasks place
 way ECS places them, so a local demo can list a service's tasks per capacity provider. A task
 starts only as Fargate would start it, by default (knobs in harness.aws_rules): in a subnet of a
 zone that offers Fargate (LOCAL_AWS_FARGATE_ZONES) and with its images present when they are in
-this account's ECR (LOCAL_AWS_ECR_PULL). Failed launches count for the deployment circuit breaker
+this account's ECR (LOCAL_AWS_ECR_PULL). On demand, FARGATE_SPOT has no capacity in some or all
+zones (LOCAL_AWS_SPOT_CAPACITY) and every new task stops with a chosen stop code and reason
+(LOCAL_AWS_TASK_FAILURE). Failed launches count for the deployment circuit breaker
 (FAILED, rollback to the last completed deployment); while a deployment is in progress, each
 DescribeServices is one more scheduler round (ECS keeps retrying on its own clock).
 
@@ -276,6 +278,46 @@ def _pull_failure(task_definition, account_id: str):
     return None
 
 
+def _knob_failure():
+    """LOCAL_AWS_TASK_FAILURE=<stopCode>|<stoppedReason>[|<exit code>]: every task launched while it
+    is set stops at once that way, as ECS reports a task that could not start or whose essential
+    container exited (e.g. "TaskFailedToStart|ResourceInitializationError: unable to pull secrets
+    ..." or "EssentialContainerExited|Essential container in task exited|1"). Empty: none."""
+    value = aws_rules.knob("TASK_FAILURE", "")
+    if not value:
+        return None
+    code, _, rest = value.partition("|")
+    reason, _, exit_code = rest.partition("|")
+    return code.strip(), reason.strip() or code.strip(), int(exit_code) if exit_code.strip() else None
+
+
+def _spot_short_zones():
+    """LOCAL_AWS_SPOT_CAPACITY: "available" (default), "unavailable" (no FARGATE_SPOT capacity in
+    any zone) or the comma-separated zone names without it. A Spot task is placed only in a zone
+    with Spot capacity; ECS does not move it to FARGATE (containers-roadmap #852)."""
+    value = aws_rules.knob("SPOT_CAPACITY", "available")
+    if value.lower() == "available":
+        return frozenset()
+    if value.lower() == "unavailable":
+        return None  # every zone
+    return frozenset(zone.strip() for zone in value.split(",") if zone.strip())
+
+
+def _placeable(subnets, provider: str, service) -> list:
+    """The subnets a task of `provider` can be placed in now (Spot capacity, see above)."""
+    from moto.ec2 import ec2_backends
+
+    if provider != "FARGATE_SPOT":
+        return subnets
+    short = _spot_short_zones()
+    if short is None:
+        return []
+    if not short:
+        return subnets
+    ec2 = ec2_backends[service._account_id][service.region_name]
+    return [s for s in subnets if ec2.get_subnet(s).availability_zone not in short]
+
+
 def _fargate_subnets(task_definition, service) -> list:
     """The service's subnets in zones where Fargate runs this operating system family (ECS places
     a Fargate task in one of the subnets it is given, by Availability Zone capacity)."""
@@ -299,16 +341,27 @@ def _launch(backend, cluster, service, task_definition, provider, deployment_id,
     subnet_id = None
     awsvpc = (service.network_configuration or {}).get("awsvpcConfiguration") or {}
     if task_definition.network_mode == "awsvpc" and awsvpc.get("subnets"):
-        subnets = _fargate_subnets(task_definition, service)
+        subnets = _placeable(_fargate_subnets(task_definition, service), provider, service)
         if not subnets:
             return None, NO_FARGATE_CAPACITY
         subnet_id = subnets[index % len(subnets)]
+    elif provider == "FARGATE_SPOT" and _spot_short_zones() is None:
+        return None, NO_FARGATE_CAPACITY
     task = _start_task(backend, cluster, service, task_definition, provider, deployment_id,
                        subnet_id)
     failure = _pull_failure(task_definition, task._account_id)
     if failure:
         _stop_task(task, failure, code="TaskFailedToStart")
-    return task, failure
+        return task, failure
+    forced = _knob_failure()
+    if forced:
+        code, reason, exit_code = forced
+        if exit_code is not None:
+            for container in task.containers:
+                container.exitCode = exit_code
+        _stop_task(task, reason, code=code)
+        return task, reason
+    return task, None
 
 
 def _stop_task(task, reason: str, code: str = "ServiceSchedulerInitiated") -> None:

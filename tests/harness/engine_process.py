@@ -10,7 +10,7 @@ import zipfile
 from pathlib import Path
 from typing import Optional
 
-from .moto import CREDENTIALS, REGION
+from .moto import CREDENTIALS, REGION, KnobsFile
 
 ENGINE = Path(__file__).resolve().parent.parent / "local_engine.py"
 
@@ -25,6 +25,7 @@ class EngineProcess:
         self.custom_resource_timeout = custom_resource_timeout
         self.process: Optional[subprocess.Popen] = None
         self.endpoint = self.control = ""
+        self.knobs_file = KnobsFile(self.log_dir / "knobs.json")
 
     def start(self, timeout: float = 90.0) -> "EngineProcess":
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -34,7 +35,9 @@ class EngineProcess:
         for key, value in self.function_env.items():
             command += ["--function-env", f"{key}={value}"]
         self.log = open(self.log_dir / "engine.log", "ab")
-        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, env=dict(os.environ, **CREDENTIALS))
+        env = dict(os.environ, **CREDENTIALS)
+        self.knobs_file.install(env)
+        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + timeout
         while not self.state_file.exists():
             if self.process.poll() is not None:
@@ -57,6 +60,11 @@ class EngineProcess:
                 self.process.wait()
         if self.process:
             self.log.close()
+
+    def knobs(self, **values):
+        """harness.aws_rules knobs changed for a block, on the running engine (KnobsFile):
+        `with engine.knobs(SPOT_CAPACITY="unavailable"): ...`."""
+        return self.knobs_file.changed(**values)
 
     def env(self) -> dict:
         """Environment for a child process (aws CLI, make) that should talk to the engine."""

@@ -23,6 +23,35 @@ CREDENTIALS = {
 }
 
 
+class KnobsFile:
+    """The file harness.aws_rules re-reads its knobs from at every use (LOCAL_AWS_KNOBS_FILE), so a
+    test changes a knob of a running server: `with server.knobs(NAT_FAILURE="..."): ...`."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def install(self, env: dict) -> None:
+        """Empty the file and point the server's environment at it."""
+        self._write({})
+        env["LOCAL_AWS_KNOBS_FILE"] = str(self.path)
+
+    @contextlib.contextmanager
+    def changed(self, **values):
+        """Knobs (names without LOCAL_AWS_) changed for the block, restored after it."""
+        before = json.loads(self.path.read_text() or "{}")
+        self._write({**before, **{k: str(v) for k, v in values.items()}})
+        try:
+            yield
+        finally:
+            self._write(before)
+
+    def _write(self, values: dict) -> None:
+        # Written whole, then renamed: the server never reads half a file.
+        partial = self.path.with_suffix(".partial")
+        partial.write_text(json.dumps(values))
+        partial.replace(self.path)
+
+
 class MotoServer:
     """A moto_server subprocess. `reset()` wipes all state between tests."""
 
@@ -30,8 +59,7 @@ class MotoServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_dir / "moto.log"
-        # harness.aws_rules re-reads its knobs from this file at every use (see knobs()).
-        self.knobs_path = log_dir / f"moto-{self.port}-knobs.json"
+        self.knobs_file = KnobsFile(log_dir / f"moto-{self.port}-knobs.json")
         self.process = None
 
     def start(self) -> "MotoServer":
@@ -43,8 +71,7 @@ class MotoServer:
         # ECS services report one running task (moto starts none): a desired count of 1 reaches
         # steady state, a higher one stays IN_PROGRESS, so both wait paths can be exercised.
         env["MOTO_ECS_SERVICE_RUNNING"] = "1"
-        self.knobs_path.write_text("{}")
-        env["LOCAL_AWS_KNOBS_FILE"] = str(self.knobs_path)
+        self.knobs_file.install(env)
         # moto_server with harness.aws_rules installed: `-m` keeps tests/harness (which holds this
         # moto.py) off sys.path, so `import moto` finds moto.
         tests = str(Path(__file__).resolve().parent.parent)
@@ -61,22 +88,9 @@ class MotoServer:
         request = urllib.request.Request(self.url + "/moto-api/reset", method="POST")
         urllib.request.urlopen(request, timeout=10).read()
 
-    @contextlib.contextmanager
     def knobs(self, **values):
-        """harness.aws_rules knobs (names without LOCAL_AWS_) changed for the block, on the
-        running server: `with moto.knobs(NAT_FAILURE="InsufficientFreeAddressesInSubnet"): ...`."""
-        before = json.loads(self.knobs_path.read_text() or "{}")
-        self._write_knobs({**before, **{k: str(v) for k, v in values.items()}})
-        try:
-            yield
-        finally:
-            self._write_knobs(before)
-
-    def _write_knobs(self, values: dict) -> None:
-        # Written whole, then renamed: the server never reads half a file.
-        partial = self.knobs_path.with_suffix(".partial")
-        partial.write_text(json.dumps(values))
-        partial.replace(self.knobs_path)
+        """harness.aws_rules knobs changed for a block, on the running server (KnobsFile)."""
+        return self.knobs_file.changed(**values)
 
     def client(self, service: str, region: str = REGION):
         import boto3

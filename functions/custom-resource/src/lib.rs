@@ -46,8 +46,8 @@ pub const SDK_MAX_ATTEMPTS: u32 = 8;
 pub const SDK_INITIAL_BACKOFF: Duration = Duration::from_secs(1);
 pub const SDK_MAX_BACKOFF: Duration = Duration::from_secs(20);
 
-/// The one retry policy of every SDK client: standard mode (jittered exponential backoff, retry
-/// quota) with [`SDK_MAX_ATTEMPTS`].
+/// The one retry policy of every SDK client: standard mode (jittered exponential backoff) with
+/// [`SDK_MAX_ATTEMPTS`]; its quota is lifted by [`retry_partition`].
 pub fn retry_config() -> RetryConfig {
     RetryConfig::standard()
         .with_max_attempts(SDK_MAX_ATTEMPTS)

@@ -1,7 +1,9 @@
 //! `service`: the Lambda behind `Custom::FargateService`. Thin on purpose: tracing, config,
 //! clients once, run. See README.md for the contract.
 
+mod count;
 mod error;
+mod failfast;
 mod preflight;
 mod properties;
 mod resource;

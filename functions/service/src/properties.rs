@@ -133,6 +133,11 @@ pub struct ServiceProperties {
     /// definition injects: preflight checks the execution role may `kms:Decrypt` with it. In place.
     #[serde(default)]
     pub secrets_kms_key_arn: Option<String>,
+    /// Default none, ≥ 0. The minimum of the autoscaling that manages the count (the
+    /// Custom::ServiceScaling MinCapacity): a Create starts max(DesiredCount, this) tasks, and an
+    /// Update that removes it (autoscaling removed) returns the service to DesiredCount. In place.
+    #[serde(default, deserialize_with = "de::opt_number")]
+    pub auto_scaling_min_capacity: Option<i64>,
 }
 
 impl ServiceProperties {
@@ -184,6 +189,12 @@ impl Properties for ServiceProperties {
             return Err(PropertyError::new(
                 "DesiredCount",
                 format!("must be 0 or more (got {})", self.desired_count),
+            ));
+        }
+        if let Some(min) = self.auto_scaling_min_capacity.filter(|min| *min < 0) {
+            return Err(PropertyError::new(
+                "AutoScalingMinCapacity",
+                format!("must be 0 or more (got {min}); set it to the autoscaling MinCapacity, or leave it out without autoscaling"),
             ));
         }
         let strategy = &self.capacity_provider_strategy;

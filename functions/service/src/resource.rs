@@ -1,6 +1,8 @@
 //! Create, update, delete and resume for `Custom::FargateService`.
 
+use crate::count::{self, CountChange};
 use crate::error::ServiceError;
+use crate::failfast;
 use crate::preflight::{self, Checked};
 use crate::properties::{ServiceProperties, StrategyItem};
 use crate::steady::{assess, recent_events, Steadiness};
@@ -8,8 +10,9 @@ use aws_sdk_applicationautoscaling::types::{ScalableDimension, ServiceNamespace}
 use aws_sdk_ecs::error::ProvideErrorMetadata;
 use aws_sdk_ecs::types::{
     AssignPublicIp, AwsVpcConfiguration, CapacityProviderStrategyItem, DeploymentCircuitBreaker,
-    DeploymentConfiguration, DeploymentController, DeploymentControllerType, LaunchType,
-    LoadBalancer, NetworkConfiguration, PropagateTags, Service, ServiceField, Tag,
+    DeploymentConfiguration, DeploymentController, DeploymentControllerType, DesiredStatus,
+    LaunchType, LoadBalancer, NetworkConfiguration, PropagateTags, Service, ServiceField, Tag,
+    Task,
 };
 use custom_resource::{Completion, Context, Outcome, Request, Resource};
 use serde::{Deserialize, Serialize};
@@ -277,12 +280,12 @@ impl FargateService {
             ecs_tag(TAG_STACK, &ctx.stack_id),
             ecs_tag(TAG_LOGICAL, &ctx.logical_resource_id),
         ];
-        let mut desired = props.desired_count as i32;
-        if let ImagePlan::Await(images) = image_plan(&checked.missing_images, true, false) {
+        let awaiting = image_plan(&checked.missing_images, true, false);
+        if let ImagePlan::Await(images) = &awaiting {
             info!(images = %images, "image not pushed yet: creating the service with no task");
-            tags.push(ecs_tag(TAG_AWAITING_IMAGE, &images));
-            desired = 0;
+            tags.push(ecs_tag(TAG_AWAITING_IMAGE, images));
         }
+        let desired = count::initial(props, matches!(awaiting, ImagePlan::Await(_)));
         tags.extend(props.tags.iter().map(|t| ecs_tag(&t.key, &t.value)));
         let mut request = self
             .c
@@ -358,6 +361,36 @@ impl FargateService {
             .map(|t| (t.min_capacity(), t.max_capacity())))
     }
 
+    /// The `desiredCount` an Update sends, if any: a clamped change goes into the scalable
+    /// target's range when one is registered.
+    async fn desired_for(
+        &self,
+        props: &ServiceProperties,
+        change: CountChange,
+    ) -> Result<Option<i32>, ServiceError> {
+        let desired = match change {
+            CountChange::Keep => return Ok(None),
+            CountChange::Set(desired) => desired,
+            CountChange::Clamped(desired) => match self.scalable_range(props).await? {
+                Some((min, max)) => {
+                    let clamped = desired.clamp(min, max.max(min));
+                    if clamped != desired {
+                        info!(
+                            requested = desired,
+                            applied = clamped,
+                            min,
+                            max,
+                            "DesiredCount clamped into the scalable target's range"
+                        );
+                    }
+                    clamped
+                }
+                None => desired,
+            },
+        };
+        Ok(Some(desired))
+    }
+
     async fn update_in_place(
         &self,
         physical_id: &str,
@@ -397,31 +430,13 @@ impl FargateService {
         }
         // The first image arrived: start the tasks the template asks for.
         let first_image = awaiting && plan == ImagePlan::Ready;
-        if matches!(plan, ImagePlan::Await(_)) {
+        let change = if matches!(plan, ImagePlan::Await(_)) {
             info!("image still not pushed: the service keeps running no task");
-        } else if old.desired_count != new.desired_count || first_image {
-            // The template's own value changed: apply it, inside the autoscaling range. On the
-            // first image the range is still the held one (0..0) until the scaling resource
-            // updates next, so the template's value is applied as it is.
-            let mut desired = new.desired_count as i32;
-            let range = if first_image {
-                None
-            } else {
-                self.scalable_range(new).await?
-            };
-            if let Some((min, max)) = range {
-                let clamped = desired.clamp(min, max.max(min));
-                if clamped != desired {
-                    info!(
-                        requested = desired,
-                        applied = clamped,
-                        min,
-                        max,
-                        "DesiredCount clamped into the scalable target's range"
-                    );
-                }
-                desired = clamped;
-            }
+            CountChange::Keep
+        } else {
+            count::on_update(old, new, first_image)
+        };
+        if let Some(desired) = self.desired_for(new, change).await? {
             request = request.desired_count(desired);
             changed.push("DesiredCount");
         }
@@ -643,6 +658,39 @@ impl FargateService {
         ))
     }
 
+    /// The service's stopped tasks as ECS lists them (the newest hundred; ECS keeps a stopped
+    /// task visible for at least an hour), for `failfast` to read why they stopped.
+    async fn stopped_tasks(
+        &self,
+        cluster: &str,
+        service: &Service,
+    ) -> Result<Vec<Task>, ServiceError> {
+        let listed = self
+            .c
+            .ecs
+            .list_tasks()
+            .cluster(cluster)
+            .service_name(service.service_name().unwrap_or_default())
+            .desired_status(DesiredStatus::Stopped)
+            .max_results(100)
+            .send()
+            .await
+            .map_err(ServiceError::aws("ListTasks"))?;
+        if listed.task_arns().is_empty() {
+            return Ok(Vec::new());
+        }
+        let described = self
+            .c
+            .ecs
+            .describe_tasks()
+            .cluster(cluster)
+            .set_tasks(Some(listed.task_arns().to_vec()))
+            .send()
+            .await
+            .map_err(ServiceError::aws("DescribeTasks"))?;
+        Ok(described.tasks().to_vec())
+    }
+
     async fn check_steady(
         &self,
         saved: Progress,
@@ -663,6 +711,12 @@ impl FargateService {
                 recent_events(&service, 5)
             ))),
             Steadiness::Waiting(message) => {
+                let stopped = self.stopped_tasks(&saved.cluster, &service).await?;
+                if let Some(fatal) = failfast::fatal_cause(&service, &stopped) {
+                    return Err(ServiceError::Deployment(
+                        fatal.message(service.service_name().unwrap_or_default()),
+                    ));
+                }
                 if now_ms() >= saved.wait_until_ms {
                     return Err(ServiceError::Timeout(format!(
                         "{} did not reach steady state within SteadyStateTimeoutSeconds: still waiting for {message}; {}",
