@@ -6,7 +6,8 @@ on free loopback ports, then: make deploy ENV=dev on a fresh account (create, ev
 happen, outputs; no image yet, so the service waits with no task) -> push the first image and
 make deploy with its tag -> make tasks -> make weights (a console-style update of the Spot weight:
 same service ARN, new strategy, the preflight check then exactly one Update to the service
-resource) -> make tasks -> make destroy -> checks the emulator holds nothing of the stack. Stops everything it started, also on failure.
+resource) -> make tasks -> a deploy of a tag never pushed, which fails fast naming it and leaves
+the service running -> make destroy -> checks the emulator holds nothing of the stack. Stops everything it started, also on failure.
 """
 import os
 import subprocess
@@ -98,12 +99,27 @@ def main() -> int:
         banner(7, "make tasks ENV=dev: tasks replaced by the new mix")
         make("tasks", "ENV=dev")
 
-        banner(8, "make destroy ENV=dev")
+        banner(8, "a deploy of a tag never pushed fails fast, naming it; the running service is untouched")
+        sent_before, failed_at = len(engine.requests()), time.monotonic()
+        try:
+            make("deploy", "ENV=dev", f"SET={SET} ImageTag=v2")
+        except StepFailed:
+            pass
+        else:
+            raise StepFailed("a deploy of ImageTag=v2, never pushed, succeeded")
+        failed = [a for r in engine.requests()[sent_before:] for a in r["Answers"] if a.get("Status") == "FAILED"]
+        if not failed:
+            raise StepFailed("the deploy of ImageTag=v2 failed without a FAILED custom resource naming the cause")
+        print(f"failed {time.monotonic() - failed_at:.0f} s after it started, rolled back; the cause as CloudFormation shows it:\n"
+              f"  {failed[0]['Reason']}")
+        make("tasks", "ENV=dev")
+
+        banner(9, "make destroy ENV=dev")
         make("destroy", "ENV=dev", "YES=1")
         deployed = False
         engine.client("ssm").delete_parameter(Name=SECRET)
 
-        banner(9, "what the emulator still holds")
+        banner(10, "what the emulator still holds")
         left = inventory(engine.client)
         if left:
             for kind, ids in left.items():

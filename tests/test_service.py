@@ -13,6 +13,12 @@ EXEC_ROLE = f"arn:aws:iam::{ACCOUNT}:role/web-execution"
 SECRET = "/app/dev/database-url"
 
 
+@pytest.fixture(autouse=True)
+def calls_of_this_test_only(proxy):
+    """The proxy is shared by the session: each test sees only the requests it caused."""
+    proxy.clear()
+
+
 @pytest.fixture
 def aws(moto):
     return {name: moto.client(name) for name in ("ec2", "ecs", "iam", "ssm", "elbv2", "application-autoscaling")}
@@ -152,6 +158,23 @@ def test_a_new_service_starts_at_the_autoscaling_minimum_and_removing_autoscalin
     answer = service.update(props(world, DesiredCount=1))
     assert answer.ok, answer.reason
     assert [call["desiredCount"] for call in sent(proxy, "UpdateService")] == [1]
+    assert describe(aws)["desiredCount"] == 1
+    service.delete()
+
+
+def test_deleting_the_scaling_resource_returns_the_service_to_its_templates_desired_count(
+        service, world, aws, cfn, scaling_function):
+    assert service.create(props(world, DesiredCount=1, AutoScalingMinCapacity=3)).ok
+    scaling = Resource(cfn, scaling_function, "Scaling", resource_type="Custom::ServiceScaling")
+    created = scaling.create({"Cluster": "app", "ServiceName": "web", "MinCapacity": 3, "MaxCapacity": 6,
+                              "ScaleOutCpuThreshold": 70, "ScaleInCpuThreshold": 30})
+    assert created.ok, created.reason
+    aws["ecs"].update_service(cluster="app", service="web", desiredCount=5)  # autoscaling scaled out
+    deleted = scaling.delete()
+    assert deleted.ok, deleted.reason
+    assert describe(aws)["desiredCount"] == 1
+    # A second Delete (CloudFormation retries) finds nothing to change.
+    assert scaling.delete().ok
     assert describe(aws)["desiredCount"] == 1
     service.delete()
 

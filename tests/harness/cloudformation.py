@@ -245,8 +245,11 @@ class Resource:
     """One custom resource in a stack, driven through CloudFormation's lifecycle."""
 
     def __init__(self, cfn: CloudFormation, function: LocalLambda, logical_id: str,
-                 resource_type: str = "Custom::ExampleParameter"):
+                 resource_type: str = "Custom::ExampleParameter", wait: float = 60.0):
         self.cfn, self.function, self.logical_id, self.resource_type = cfn, function, logical_id, resource_type
+        # How long each request may take to be answered (CloudFormation waits up to the
+        # resource's ServiceTimeout, an hour by default; tests keep it short).
+        self.wait = wait
         self.properties: Optional[dict] = None
         self.physical_id: Optional[str] = None
         self.data: dict = {}
@@ -259,7 +262,7 @@ class Resource:
         """Create; on FAILED, roll back with a Delete of the id the failure carried (as
         CloudFormation does). `deliveries` > 1 redelivers the same RequestId."""
         event = self._event("Create", properties)
-        answers = [self.cfn.send(self.function, event) for _ in range(deliveries)]
+        answers = [self.cfn.send(self.function, wait=self.wait, event=event) for _ in range(deliveries)]
         answer = answers[0]
         for later in answers[1:]:
             assert later.status == answer.status and later.physical_id == answer.physical_id, \
@@ -267,8 +270,7 @@ class Resource:
         if answer.ok:
             self.properties, self.physical_id, self.data = properties, answer.physical_id, answer.data
         elif rollback:
-            self.rollback_answer = self.cfn.send(
-                self.function, self._event("Delete", properties, physical_id=answer.physical_id))
+            self.rollback_answer = self.cfn.send(self.function, wait=self.wait, event=self._event("Delete", properties, physical_id=answer.physical_id))
             assert self.rollback_answer.ok, f"rollback Delete failed: {self.rollback_answer.reason}"
         return answer
 
@@ -277,20 +279,19 @@ class Resource:
         update is rolled back with an Update to the old properties."""
         old_properties, old_id = self.properties, self.physical_id
         event = self._event("Update", properties, physical_id=old_id, old_properties=old_properties)
-        answer = self.cfn.send(self.function, event)
+        answer = self.cfn.send(self.function, wait=self.wait, event=event)
         if answer.ok:
             self.properties, self.data = properties, answer.data
             if answer.physical_id != old_id:
                 self.physical_id = answer.physical_id
-                self.cleanup_answer = self.cfn.send(
-                    self.function, self._event("Delete", old_properties, physical_id=old_id))
+                self.cleanup_answer = self.cfn.send(self.function, wait=self.wait, event=self._event("Delete", old_properties, physical_id=old_id))
                 assert self.cleanup_answer.ok, f"cleanup Delete failed: {self.cleanup_answer.reason}"
         elif rollback:
-            self.rollback_answer = self.cfn.send(self.function, self._event(
+            self.rollback_answer = self.cfn.send(self.function, wait=self.wait, event=self._event(
                 "Update", old_properties, physical_id=old_id, old_properties=properties))
             assert self.rollback_answer.ok, f"rollback Update failed: {self.rollback_answer.reason}"
             assert self.rollback_answer.physical_id == old_id, "rollback changed the physical id"
         return answer
 
     def delete(self) -> Answer:
-        return self.cfn.send(self.function, self._event("Delete", self.properties, physical_id=self.physical_id))
+        return self.cfn.send(self.function, wait=self.wait, event=self._event("Delete", self.properties, physical_id=self.physical_id))

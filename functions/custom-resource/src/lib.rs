@@ -24,6 +24,7 @@ pub mod properties;
 pub mod provider;
 pub mod resource;
 pub mod response;
+pub mod tags;
 
 pub use config::Settings;
 pub use error::{AwsError, Error};

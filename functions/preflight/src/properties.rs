@@ -28,7 +28,7 @@ pub struct PreflightProperties {
     /// Default 0. In place.
     #[serde(default, deserialize_with = "de::number")]
     pub fargate_base: i64,
-    /// Required. MinCount ≤ DesiredCount ≤ MaxCount. In place.
+    /// Required. 0 ≤ DesiredCount ≤ MaxCount; below MinCount the service starts at MinCount. In place.
     #[serde(deserialize_with = "de::number")]
     pub desired_count: i64,
     #[serde(deserialize_with = "de::number")]
@@ -106,12 +106,14 @@ impl Properties for PreflightProperties {
                 ),
             ));
         }
-        if self.desired_count < self.min_count || self.desired_count > self.max_count {
+        // Below MinCount is fine: the service starts at MinCount (Custom::FargateService's
+        // AutoScalingMinCapacity), and returns to DesiredCount if autoscaling is removed.
+        if self.desired_count < 0 || self.desired_count > self.max_count {
             return Err(PropertyError::new(
                 "DesiredCount",
                 format!(
-                    "DesiredCount {} is outside [MinCount {}, MaxCount {}]; autoscaling would move it at once: set it between them",
-                    self.desired_count, self.min_count, self.max_count
+                    "DesiredCount {} is outside [0, MaxCount {}]; autoscaling would move it down to MaxCount at once: lower it or raise MaxCount",
+                    self.desired_count, self.max_count
                 ),
             ));
         }
@@ -221,9 +223,16 @@ mod tests {
         assert_eq!(e.property, "MinCount");
         let e = refusal(json!({"DesiredCount": "6"}));
         assert_eq!(e.property, "DesiredCount");
-        assert!(e.message.contains("[MinCount 1, MaxCount 4]"), "{e}");
-        let e = refusal(json!({"DesiredCount": "0"}));
+        assert!(e.message.contains("[0, MaxCount 4]"), "{e}");
+        let e = refusal(json!({"DesiredCount": "-1"}));
         assert_eq!(e.property, "DesiredCount");
+    }
+
+    #[test]
+    fn a_desired_count_below_the_minimum_is_accepted_the_service_starts_at_the_minimum() {
+        let p: PreflightProperties =
+            parse(&with(json!({"MinCount": "3", "DesiredCount": "1"}))).unwrap();
+        assert_eq!((p.min_count, p.desired_count), (3, 1));
     }
 
     #[test]

@@ -12,6 +12,8 @@ use aws_sdk_applicationautoscaling::types::{
     TargetTrackingScalingPolicyConfiguration,
 };
 use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, Statistic};
+use aws_sdk_ecs::types::ServiceField;
+use custom_resource::tags::TEMPLATE_DESIRED_COUNT;
 use custom_resource::{Completion, Context, Outcome, Request, Resource};
 use futures::future::try_join_all;
 use serde_json::Value;
@@ -468,10 +470,62 @@ impl ServiceScaling {
             .send()
             .await
         {
-            Ok(_) => Ok(()),
-            Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => Err(ScalingError::aws("DeregisterScalableTarget")(e)),
+            Ok(_) => {}
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(ScalingError::aws("DeregisterScalableTarget")(e)),
         }
+        // Round 4: autoscaling no longer owns the count; the template's is the count again.
+        self.restore_template_count(p).await
+    }
+
+    /// Sets the service back to the DesiredCount its template gave it (the tag
+    /// Custom::FargateService keeps), when it has one and runs another count.
+    async fn restore_template_count(&self, p: &ScalingProperties) -> Result<(), ScalingError> {
+        let services = match self
+            .c
+            .ecs
+            .describe_services()
+            .cluster(&p.cluster)
+            .services(&p.service_name)
+            .include(ServiceField::Tags)
+            .send()
+            .await
+        {
+            Ok(answer) => answer,
+            Err(e) if e.code() == Some("ClusterNotFoundException") => return Ok(()),
+            Err(e) => return Err(ScalingError::aws("DescribeServices")(e)),
+        };
+        let Some(service) = services
+            .services()
+            .iter()
+            .find(|s| s.status() == Some("ACTIVE"))
+        else {
+            return Ok(());
+        };
+        let template = service
+            .tags()
+            .iter()
+            .find(|t| t.key() == Some(TEMPLATE_DESIRED_COUNT))
+            .and_then(|t| t.value())
+            .and_then(|v| v.parse::<i32>().ok());
+        let Some(count) = template.filter(|count| *count != service.desired_count()) else {
+            return Ok(());
+        };
+        info!(
+            from = service.desired_count(),
+            to = count,
+            "autoscaling removed: returning the service to its template's DesiredCount"
+        );
+        self.c
+            .ecs
+            .update_service()
+            .cluster(&p.cluster)
+            .service(&p.service_name)
+            .desired_count(count)
+            .send()
+            .await
+            .map_err(ScalingError::aws("UpdateService"))?;
+        Ok(())
     }
 }
 

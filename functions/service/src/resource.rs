@@ -14,6 +14,7 @@ use aws_sdk_ecs::types::{
     LaunchType, LoadBalancer, NetworkConfiguration, PropagateTags, Service, ServiceField, Tag,
     Task,
 };
+use custom_resource::tags::TEMPLATE_DESIRED_COUNT;
 use custom_resource::{Completion, Context, Outcome, Request, Resource};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -279,6 +280,7 @@ impl FargateService {
             ecs_tag(TAG_REQUEST, &ctx.request_id),
             ecs_tag(TAG_STACK, &ctx.stack_id),
             ecs_tag(TAG_LOGICAL, &ctx.logical_resource_id),
+            ecs_tag(TEMPLATE_DESIRED_COUNT, &props.desired_count.to_string()),
         ];
         let awaiting = image_plan(&checked.missing_images, true, false);
         if let ImagePlan::Await(images) = &awaiting {
@@ -410,6 +412,7 @@ impl FargateService {
             )));
         };
         let awaiting = tag_of(&current, TAG_AWAITING_IMAGE).is_some();
+        let recorded_count = tag_of(&current, TEMPLATE_DESIRED_COUNT).map(str::to_owned);
         let plan = image_plan(&checked.missing_images, false, awaiting);
         if let ImagePlan::Refuse(reason) = &plan {
             return Err(ServiceError::property(
@@ -498,6 +501,8 @@ impl FargateService {
             })?
         };
         self.retag(physical_id, old, new).await?;
+        self.record_template_count(physical_id, recorded_count.as_deref(), new)
+            .await?;
         let service = self.mark_awaiting(physical_id, service, &plan).await?;
         Ok(self.settle(new, &service, &checked, Completion::unchanged()))
     }
@@ -548,6 +553,28 @@ impl FargateService {
         }
         service.tags = Some(tags);
         Ok(service)
+    }
+
+    /// Keeps the template's DesiredCount on the service (for the scaling resource's Delete).
+    async fn record_template_count(
+        &self,
+        arn: &str,
+        recorded: Option<&str>,
+        props: &ServiceProperties,
+    ) -> Result<(), ServiceError> {
+        let count = props.desired_count.to_string();
+        if recorded == Some(count.as_str()) {
+            return Ok(());
+        }
+        self.c
+            .ecs
+            .tag_resource()
+            .resource_arn(arn)
+            .tags(ecs_tag(TEMPLATE_DESIRED_COUNT, &count))
+            .send()
+            .await
+            .map_err(ServiceError::aws("TagResource"))?;
+        Ok(())
     }
 
     async fn retag(
