@@ -21,10 +21,6 @@ from harness.aws_proxy import FaultPlan
 from harness.cloudformation import Resource
 
 ROUNDS = int(os.environ.get("SOAK_ROUNDS", "1"))
-# Under 35% throttling one call can back off for up to 71 s and a network Create with NAT waits
-# spans hand-overs: CloudFormation waits up to the ServiceTimeout (an hour by default), so these
-# requests get five minutes, not the 60 s the other scenarios allow.
-ANSWER_WAIT = 300.0
 # The acceptance mix: 35% of calls throttled, 5% answered 500.
 THROTTLE, SERVER_ERROR = 0.35, 0.05
 # Every operation's figures, for `make soak` (tests/soak.py reads this file).
@@ -76,7 +72,7 @@ def network_footprint(ec2) -> list:
 def test_the_network_lifecycle_succeeds_once_per_request_under_throttling_and_500s(
         cfn, network_function, moto, proxy, round_):
     ec2 = moto.client("ec2")
-    network = Resource(cfn, network_function, "Network", resource_type="Custom::Network", wait=ANSWER_WAIT)
+    network = Resource(cfn, network_function, "Network", resource_type="Custom::Network")
     seed, results = 100 + round_, []
     proxy.clear()
     with proxy.inject(plan(seed)) as stats:
@@ -131,7 +127,7 @@ def active_services(moto) -> list:
 def test_the_service_lifecycle_succeeds_once_per_request_under_throttling_and_500s(
         cfn, service_function, moto, proxy, round_):
     world = service_world(moto)
-    service = Resource(cfn, service_function, "Service", resource_type="Custom::FargateService", wait=ANSWER_WAIT)
+    service = Resource(cfn, service_function, "Service", resource_type="Custom::FargateService")
     seed, results = 200 + round_, []
     proxy.clear()
     with proxy.inject(plan(seed)) as stats:
@@ -166,7 +162,7 @@ def test_the_scaling_lifecycle_succeeds_once_per_request_under_throttling_and_50
         ecs.create_service(cluster="app", serviceName=name, taskDefinition="web:1", desiredCount=1,
                            networkConfiguration={"awsvpcConfiguration": {
                                "subnets": world["subnets"].split(","), "securityGroups": [world["group"]]}})
-    scaling = Resource(cfn, scaling_function, "Scaling", resource_type="Custom::ServiceScaling", wait=ANSWER_WAIT)
+    scaling = Resource(cfn, scaling_function, "Scaling", resource_type="Custom::ServiceScaling")
     base = {"Cluster": "app", "ServiceName": "web", "MinCapacity": 1, "MaxCapacity": 4}
     seed, results = 300 + round_, []
     proxy.clear()
@@ -196,7 +192,7 @@ def preflight_function(cfn, proxy):
 @pytest.mark.parametrize("round_", range(ROUNDS))
 def test_the_preflight_lifecycle_succeeds_once_per_request_under_throttling_and_500s(
         cfn, preflight_function, moto, proxy, round_):
-    preflight = Resource(cfn, preflight_function, "Preflight", resource_type="Custom::EnvironmentPreflight", wait=ANSWER_WAIT)
+    preflight = Resource(cfn, preflight_function, "Preflight", resource_type="Custom::EnvironmentPreflight")
     settings = {"FargateWeight": 1, "FargateSpotWeight": 1, "DesiredCount": 1, "MinCount": 1, "MaxCount": 4,
                 "ScaleOutCpuThreshold": 75, "ScaleInCpuThreshold": 25, "VpcCidr": "10.0.0.0/16",
                 "AvailabilityZoneCount": 2, "AppPort": 80}
@@ -246,7 +242,7 @@ def retries(calls: list) -> list:
 def test_thirty_services_updated_at_once_under_throttling_all_succeed_and_their_retries_spread_out(
         cfn, service_functions, moto, proxy):
     world = service_world(moto)
-    services = [Resource(cfn, f, f"Service{i}", resource_type="Custom::FargateService", wait=ANSWER_WAIT)
+    services = [Resource(cfn, f, f"Service{i}", resource_type="Custom::FargateService")
                 for i, f in enumerate(service_functions)]
     for i, service in enumerate(services):
         assert service.create(service_props(world, name=f"web{i}")).ok

@@ -23,6 +23,11 @@ from .moto import ACCOUNT, REGION
 from .net import QuietHTTPServer
 
 MAX_BODY = 4096
+# How long the stand-in waits for the answer to one request. CloudFormation waits up to the
+# resource's ServiceTimeout (an hour by default); under injected faults one AWS call may back off
+# for 71 s and a network Create with NAT waits spans hand-overs, so five minutes, which still
+# bounds a test whose function never answers.
+ANSWER_WAIT = 300.0
 REQUIRED = ("Status", "PhysicalResourceId", "StackId", "RequestId", "LogicalResourceId")
 
 
@@ -109,9 +114,10 @@ class CloudFormation:
     def key_of(event: dict) -> str:
         return f"{event['StackId']}|{event['LogicalResourceId']}|{event['RequestId']}"
 
-    def send(self, function: LocalLambda, event: dict, wait: float = 60.0) -> Answer:
+    def send(self, function: LocalLambda, event: dict, wait: Optional[float] = None) -> Answer:
         """Deliver `event` once and return its one answer. Raises ProtocolViolation on zero
         answers within `wait` seconds or a second answer before the function goes quiet."""
+        wait = ANSWER_WAIT if wait is None else wait
         key = self.key_of(event)
         with self.lock:
             before = len(self.answers.get(key, []))
@@ -245,10 +251,8 @@ class Resource:
     """One custom resource in a stack, driven through CloudFormation's lifecycle."""
 
     def __init__(self, cfn: CloudFormation, function: LocalLambda, logical_id: str,
-                 resource_type: str = "Custom::ExampleParameter", wait: float = 60.0):
+                 resource_type: str = "Custom::ExampleParameter", wait: Optional[float] = None):
         self.cfn, self.function, self.logical_id, self.resource_type = cfn, function, logical_id, resource_type
-        # How long each request may take to be answered (CloudFormation waits up to the
-        # resource's ServiceTimeout, an hour by default; tests keep it short).
         self.wait = wait
         self.properties: Optional[dict] = None
         self.physical_id: Optional[str] = None

@@ -18,6 +18,7 @@
 pub mod config;
 pub mod de;
 pub mod deliver;
+pub mod ecs;
 pub mod error;
 pub mod handover;
 pub mod properties;

@@ -10,7 +10,9 @@ use crate::deliver::Deliver;
 use crate::error::{chain, Error};
 use crate::handover::{Claim, HandOver};
 use crate::properties::{self, Properties};
-use crate::resource::{Completion, Context, Outcome, PhysicalId, Request, RequestType, Resource};
+use crate::resource::{
+    Completion, Context, Outcome, Pending, PhysicalId, Request, RequestType, Resource,
+};
 use crate::response::{self, Answer, Ids};
 use aws_lambda_events::event::cloudformation::CloudFormationCustomResourceRequest;
 use serde::{Deserialize, Serialize};
@@ -105,6 +107,190 @@ pub struct Provider<R, D, H> {
 enum Step {
     Start,
     Resume(Value),
+}
+
+/// This invocation's clock, computed once: when it started, the margin kept before the Lambda
+/// deadline, when the answer must be decided by, and when retries of its PUT must stop.
+#[derive(Debug, Clone, Copy)]
+struct Deadlines {
+    started: Instant,
+    margin: Duration,
+    answer_by: Instant,
+    give_up_at: Instant,
+}
+
+impl Deadlines {
+    fn new(invocation: &Invocation, started: Instant, safety_margin: Duration) -> Self {
+        let margin = safety_margin.min(invocation_time(invocation, started) / 4);
+        Self {
+            started,
+            margin,
+            answer_by: invocation.deadline - margin,
+            // Retries of the PUT may use the margin, but not the last 200 ms.
+            give_up_at: invocation.deadline - margin.min(Duration::from_millis(200)),
+        }
+    }
+}
+
+/// One operation while this invocation drives it.
+struct Run {
+    ctx: Context,
+    /// The event's physical id (Update, Delete).
+    physical_id: Option<String>,
+    budget: Duration,
+    /// When the operation's budget (ServiceTimeout or the resource's default) runs out.
+    op_deadline: Instant,
+    deadlines: Deadlines,
+    /// What a failure answers with: the event's id, or for Create the id the resource reported
+    /// while pending, or the create-failed marker.
+    failure_id: String,
+    /// The physical id a pending operation reported, carried across hand-overs.
+    reported_id: Option<String>,
+    /// The last progress reported and what it waits for: what a step cut off at the deadline
+    /// hands over (none yet: start again).
+    last_progress: Option<(Value, String)>,
+}
+
+impl Run {
+    fn failed(&self, reason: String) -> Decision {
+        Decision::Answer(Answer::failed(self.failure_id.clone(), reason))
+    }
+
+    fn timed_out(&self, what: &str) -> Decision {
+        self.failed(format!(
+            "{} timed out after {} s (budget {} s, from ServiceTimeout or the resource's default): {what}",
+            self.ctx.request_type,
+            self.ctx.elapsed().as_secs(),
+            self.budget.as_secs()
+        ))
+    }
+
+    /// What the next invocation needs to go on.
+    fn carry(&self, progress: Value, waiting_for: String, restart: bool) -> Continuation {
+        Continuation {
+            progress,
+            invocation: self.ctx.invocation.saturating_add(1),
+            started_at_ms: epoch_ms(self.ctx.started_at),
+            waiting_for,
+            physical_resource_id: self.reported_id.clone(),
+            restart,
+        }
+    }
+}
+
+/// What the event asks for, its properties still raw. An Update always carries its old
+/// properties: there is no way to make one without them.
+enum Asked {
+    Create {
+        raw: Value,
+    },
+    Update {
+        physical_id: String,
+        raw: Value,
+        raw_old: Value,
+    },
+    Delete {
+        physical_id: String,
+        raw: Value,
+    },
+}
+
+impl Asked {
+    /// Decodes the event once; a malformed one gets the FAILED answer it deserves.
+    fn decode(event: &Value, ids: &Ids) -> Result<(Asked, String), Answer> {
+        let request: CloudFormationCustomResourceRequest<Value, Value> =
+            serde_json::from_value(event.clone()).map_err(|problem| {
+                let physical_id = event
+                    .get("PhysicalResourceId")
+                    .and_then(Value::as_str)
+                    .filter(|id| !id.is_empty())
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| response::create_failed_id(&ids.request_id));
+                Answer::failed(physical_id, Error::Event(problem.to_string()).to_string())
+            })?;
+        Ok(match request {
+            CloudFormationCustomResourceRequest::Create(create) => (
+                Asked::Create {
+                    raw: create.resource_properties,
+                },
+                create.resource_type,
+            ),
+            CloudFormationCustomResourceRequest::Update(update) => (
+                Asked::Update {
+                    physical_id: update.physical_resource_id,
+                    raw: update.resource_properties,
+                    raw_old: update.old_resource_properties,
+                },
+                update.resource_type,
+            ),
+            CloudFormationCustomResourceRequest::Delete(delete) => (
+                Asked::Delete {
+                    physical_id: delete.physical_resource_id,
+                    raw: delete.resource_properties,
+                },
+                delete.resource_type,
+            ),
+            _ => {
+                return Err(Answer::failed(
+                    response::create_failed_id(&ids.request_id),
+                    "unsupported RequestType: expected Create, Update or Delete",
+                ))
+            }
+        })
+    }
+
+    fn request_type(&self) -> RequestType {
+        match self {
+            Asked::Create { .. } => RequestType::Create,
+            Asked::Update { .. } => RequestType::Update,
+            Asked::Delete { .. } => RequestType::Delete,
+        }
+    }
+
+    fn physical_id(&self) -> Option<&str> {
+        match self {
+            Asked::Create { .. } => None,
+            Asked::Update { physical_id, .. } | Asked::Delete { physical_id, .. } => {
+                Some(physical_id)
+            }
+        }
+    }
+
+    fn raw(&self) -> &Value {
+        match self {
+            Asked::Create { raw } | Asked::Update { raw, .. } | Asked::Delete { raw, .. } => raw,
+        }
+    }
+
+    /// The typed request, or the FAILED reason naming the property that does not parse.
+    fn parse<P: Properties>(self) -> Result<Request<P>, String> {
+        let parse =
+            |raw: &Value| properties::parse::<P>(raw).map_err(|problem| problem.to_string());
+        Ok(match self {
+            Asked::Create { raw } => Request::Create {
+                properties: parse(&raw)?,
+            },
+            Asked::Update {
+                physical_id,
+                raw,
+                raw_old,
+            } => {
+                let new = parse(&raw)?;
+                let old = parse(&raw_old).map_err(|problem| {
+                    format!("OldResourceProperties: {problem} (the previous properties no longer parse)")
+                })?;
+                Request::Update {
+                    physical_id,
+                    old,
+                    new,
+                }
+            }
+            Asked::Delete { physical_id, raw } => Request::Delete {
+                physical_id,
+                properties: parse(&raw)?,
+            },
+        })
+    }
 }
 
 enum StepResult<E> {
@@ -247,22 +433,9 @@ impl<R: Resource, D: Deliver, H: HandOver> Provider<R, D, H> {
         invocation: &Invocation,
         started: Instant,
     ) -> Handled {
-        let remaining = invocation.deadline.saturating_duration_since(started);
-        let margin = self.settings.safety_margin.min(remaining / 4);
-        let answer_by = invocation.deadline - margin;
-        // Retries of the PUT may use the margin, but not the last 200 ms.
-        let give_up_at = invocation.deadline - margin.min(Duration::from_millis(200));
-
+        let deadlines = Deadlines::new(invocation, started, self.settings.safety_margin);
         let answer = match self
-            .decide(
-                event,
-                ids,
-                continuation,
-                invocation,
-                answer_by,
-                margin,
-                started,
-            )
+            .decide(event, ids, continuation, invocation, &deadlines)
             .await
         {
             Decision::Answer(answer) => answer,
@@ -276,17 +449,11 @@ impl<R: Resource, D: Deliver, H: HandOver> Provider<R, D, H> {
                 return Handled::HandedOver { invocation };
             }
         };
-        self.send(url, ids, answer, give_up_at, started).await
+        self.send(url, ids, answer, &deadlines).await
     }
 
-    async fn send(
-        &self,
-        url: &str,
-        ids: &Ids,
-        answer: Answer,
-        give_up_at: Instant,
-        started: Instant,
-    ) -> Handled {
+    async fn send(&self, url: &str, ids: &Ids, answer: Answer, deadlines: &Deadlines) -> Handled {
+        let (started, give_up_at) = (deadlines.started, deadlines.give_up_at);
         let (body, sent) = response::render(&answer, ids);
         let body_bytes = body.len();
         match self.deliver.deliver(url, body, give_up_at).await {
@@ -321,66 +488,26 @@ impl<R: Resource, D: Deliver, H: HandOver> Provider<R, D, H> {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn decide(
         &self,
         event: &Value,
         ids: &Ids,
         continuation: Option<Continuation>,
         invocation: &Invocation,
-        answer_by: Instant,
-        margin: Duration,
-        started: Instant,
+        deadlines: &Deadlines,
     ) -> Decision {
-        let request: CloudFormationCustomResourceRequest<Value, Value> =
-            match serde_json::from_value(event.clone()) {
-                Ok(request) => request,
-                Err(problem) => {
-                    let physical_id = event
-                        .get("PhysicalResourceId")
-                        .and_then(Value::as_str)
-                        .filter(|id| !id.is_empty())
-                        .map(str::to_owned)
-                        .unwrap_or_else(|| response::create_failed_id(&ids.request_id));
-                    let reason = Error::Event(problem.to_string()).to_string();
-                    return Decision::Answer(Answer::failed(physical_id, reason));
-                }
-            };
-        let (request_type, physical_id, raw, raw_old, resource_type) = match request {
-            CloudFormationCustomResourceRequest::Create(create) => (
-                RequestType::Create,
-                None,
-                create.resource_properties,
-                None,
-                create.resource_type,
-            ),
-            CloudFormationCustomResourceRequest::Update(update) => (
-                RequestType::Update,
-                Some(update.physical_resource_id),
-                update.resource_properties,
-                Some(update.old_resource_properties),
-                update.resource_type,
-            ),
-            CloudFormationCustomResourceRequest::Delete(delete) => (
-                RequestType::Delete,
-                Some(delete.physical_resource_id),
-                delete.resource_properties,
-                None,
-                delete.resource_type,
-            ),
-            _ => {
-                return Decision::Answer(Answer::failed(
-                    response::create_failed_id(&ids.request_id),
-                    "unsupported RequestType: expected Create, Update or Delete",
-                ))
-            }
+        let (asked, resource_type) = match Asked::decode(event, ids) {
+            Ok(decoded) => decoded,
+            Err(answer) => return Decision::Answer(answer),
         };
-        tracing::debug!(properties = %properties::redacted(&raw, R::Properties::SECRET), "request");
+        let request_type = asked.request_type();
+        tracing::debug!(properties = %properties::redacted(asked.raw(), R::Properties::SECRET), "request");
 
         // What a failure answers with: the event's id, or for Create the id the resource reported
         // while pending, or the create-failed marker.
-        let mut failure_id = physical_id
-            .clone()
+        let failure_id = asked
+            .physical_id()
+            .map(str::to_owned)
             .or_else(|| {
                 continuation
                     .as_ref()
@@ -390,28 +517,20 @@ impl<R: Resource, D: Deliver, H: HandOver> Provider<R, D, H> {
         let failed =
             |id: &str, reason: String| Decision::Answer(Answer::failed(id.to_owned(), reason));
 
-        if let (RequestType::Delete, Some(id)) = (request_type, physical_id.as_deref()) {
-            if response::is_create_failed_id(id) {
-                info!("Delete of a resource whose Create failed: nothing was created, nothing to delete");
-                return Decision::Answer(Answer::success(id.to_owned(), Default::default(), false));
-            }
+        if let Some(id) = asked
+            .physical_id()
+            .filter(|id| request_type == RequestType::Delete && response::is_create_failed_id(id))
+        {
+            info!(
+                "Delete of a resource whose Create failed: nothing was created, nothing to delete"
+            );
+            return Decision::Answer(Answer::success(id.to_owned(), Default::default(), false));
         }
-
-        let properties = match properties::parse::<R::Properties>(&raw) {
-            Ok(parsed) => parsed,
-            Err(problem) => return failed(&failure_id, problem.to_string()),
-        };
-        let old = match raw_old.as_ref().map(properties::parse::<R::Properties>) {
-            Some(Err(problem)) => {
-                return failed(
-                    &failure_id,
-                    format!(
-                    "OldResourceProperties: {problem} (the previous properties no longer parse)"
-                ),
-                )
-            }
-            Some(Ok(old)) => Some(old),
-            None => None,
+        let physical_id = asked.physical_id().map(str::to_owned);
+        let budget = self.budget(asked.raw());
+        let request = match asked.parse::<R::Properties>() {
+            Ok(request) => Arc::new(request),
+            Err(reason) => return failed(&failure_id, reason),
         };
 
         let started_at = continuation
@@ -427,153 +546,156 @@ impl<R: Resource, D: Deliver, H: HandOver> Provider<R, D, H> {
             started_at,
             invocation: continuation.as_ref().map(|c| c.invocation).unwrap_or(1),
         };
-        let budget = self.budget(&raw);
-        let op_deadline = started + budget.saturating_sub(ctx.elapsed());
-
-        let request = Arc::new(match (request_type, physical_id.clone(), old) {
-            (RequestType::Create, _, _) => Request::Create { properties },
-            (RequestType::Update, Some(physical_id), Some(old)) => Request::Update {
-                physical_id,
-                old,
-                new: properties,
-            },
-            (_, physical_id, _) => Request::Delete {
-                physical_id: physical_id.unwrap_or_default(),
-                properties,
-            },
-        });
-
-        // The physical id a pending operation reported, carried across hand-overs.
-        let mut reported_id = continuation
-            .as_ref()
-            .and_then(|c| c.physical_resource_id.clone());
-        let mut step = match &continuation {
+        let op_deadline = deadlines.started + budget.saturating_sub(ctx.elapsed());
+        let step = match &continuation {
             Some(carried) if !carried.restart => Step::Resume(carried.progress.clone()),
             _ => Step::Start,
         };
-        // What a hand-over carries: the last progress reported (none yet: start again).
-        let mut last_progress: Option<(Value, String)> = None;
+        let run = Run {
+            reported_id: continuation.and_then(|c| c.physical_resource_id),
+            ctx,
+            physical_id,
+            budget,
+            op_deadline,
+            deadlines: *deadlines,
+            failure_id,
+            last_progress: None,
+        };
+        self.drive(event, invocation, &request, run, step).await
+    }
+
+    /// Runs steps until the operation is done, fails, or continues in a new invocation.
+    async fn drive(
+        &self,
+        event: &Value,
+        invocation: &Invocation,
+        request: &Arc<Request<R::Properties>>,
+        mut run: Run,
+        mut step: Step,
+    ) -> Decision {
         loop {
-            let cutoff = answer_by.min(op_deadline);
-            let outcome = match self.run_step(&ctx, &request, step, cutoff).await {
-                StepResult::Finished(Ok(outcome)) => outcome,
-                StepResult::Finished(Err(problem)) => {
-                    if request_type == RequestType::Delete && self.resource.is_not_found(&problem) {
-                        info!(error = %chain(&problem), "already gone: Delete succeeds");
-                        return Decision::Answer(Answer::success(
-                            failure_id,
-                            Default::default(),
-                            false,
-                        ));
-                    }
-                    if request_type == RequestType::Create {
-                        if let Some(made) = self.resource.made_before_failing(&problem) {
-                            failure_id = made;
-                        }
-                    }
-                    return failed(
-                        &failure_id,
-                        format!("{request_type} failed: {}", chain(&problem)),
-                    );
-                }
-                StepResult::Panicked(message) => {
-                    error!(panic = %message, "the handler panicked");
-                    return failed(
-                        &failure_id,
-                        format!("{request_type} failed: the handler panicked: {message}. This is a bug in the resource provider; the function's logs have the backtrace"),
-                    );
-                }
-                StepResult::DeadlineReached if Instant::now() >= op_deadline => {
-                    let what = match &last_progress {
-                        Some((_, waiting_for)) => format!("still waiting for {waiting_for}"),
-                        None => "a step was still running".to_owned(),
-                    };
-                    return failed(
-                        &failure_id,
-                        format!(
-                            "{request_type} timed out after {} s (budget {} s, from ServiceTimeout or the resource's default): {what}",
-                            ctx.elapsed().as_secs(),
-                            budget.as_secs()
-                        ),
-                    );
-                }
-                StepResult::DeadlineReached if self.resource.steps_rerun_safely() => {
-                    let (progress, waiting_for) = last_progress.clone().unwrap_or_else(|| {
-                        (
-                            Value::Null,
-                            format!("the {request_type} step cut off at the deadline"),
-                        )
-                    });
-                    warn!(waiting_for = %waiting_for, "the step was still running near the deadline; it runs again in a new invocation");
-                    let carried = Continuation {
-                        restart: progress.is_null(),
-                        progress,
-                        invocation: ctx.invocation.saturating_add(1),
-                        started_at_ms: epoch_ms(ctx.started_at),
-                        waiting_for,
-                        physical_resource_id: reported_id.clone(),
-                    };
-                    return self
-                        .continue_in_next(event, invocation, carried, request_type, &failure_id)
-                        .await;
-                }
-                StepResult::DeadlineReached => {
-                    let timeout = invocation.deadline.saturating_duration_since(started);
-                    return failed(
-                        &failure_id,
-                        format!(
-                            "{request_type} timed out: the handler was still running {:.1} s before the Lambda deadline (this invocation had {:.1} s), so it was stopped to answer in time. Raise the function's Timeout, or check what the handler waits on",
-                            margin.as_secs_f64(),
-                            timeout.as_secs_f64()
-                        ),
-                    );
-                }
+            let cutoff = run.deadlines.answer_by.min(run.op_deadline);
+            let result = self.run_step(&run.ctx, request, step, cutoff).await;
+            let outcome = match self.finished(event, invocation, &mut run, result).await {
+                Ok(outcome) => outcome,
+                Err(decision) => return decision,
             };
             match outcome {
                 Outcome::Done(completion) => {
-                    return self.completed(request_type, physical_id.as_deref(), completion);
+                    return self.completed(
+                        run.ctx.request_type,
+                        run.physical_id.as_deref(),
+                        completion,
+                    );
                 }
                 Outcome::Pending(pending) => {
-                    if let Some(id) = &pending.physical_id {
-                        reported_id = Some(id.clone());
-                        if request_type == RequestType::Create {
-                            failure_id = id.clone();
-                        }
+                    match self.wait(event, invocation, &mut run, pending).await {
+                        Ok(next) => step = next,
+                        Err(decision) => return decision,
                     }
-                    let now = Instant::now();
-                    if now >= op_deadline {
-                        return failed(
-                            &failure_id,
-                            format!(
-                                "{request_type} timed out after {} s (budget {} s, from ServiceTimeout or the resource's default): still waiting for {}",
-                                ctx.elapsed().as_secs(),
-                                budget.as_secs(),
-                                pending.waiting_for
-                            ),
-                        );
-                    }
-                    let next_check = (now + self.settings.poll_interval).min(op_deadline);
-                    // Hand over unless the next check and one more step fit before answer_by.
-                    if next_check + margin >= answer_by {
-                        let carried = Continuation {
-                            progress: pending.progress.clone(),
-                            invocation: ctx.invocation.saturating_add(1),
-                            started_at_ms: epoch_ms(ctx.started_at),
-                            waiting_for: pending.waiting_for.clone(),
-                            physical_resource_id: reported_id.clone(),
-                            restart: false,
-                        };
-                        return self
-                            .continue_in_next(event, invocation, carried, request_type, &failure_id)
-                            .await;
-                    }
-                    info!(waiting_for = %pending.waiting_for, "pending; checking again");
-                    last_progress = Some((pending.progress.clone(), pending.waiting_for.clone()));
-                    tokio::time::sleep_until(next_check).await;
-                    step = Step::Resume(pending.progress);
                 }
             }
         }
+    }
+
+    /// The outcome of a step that finished, or the decision for one that failed, panicked or
+    /// was cut off at the deadline.
+    async fn finished(
+        &self,
+        event: &Value,
+        invocation: &Invocation,
+        run: &mut Run,
+        result: StepResult<R::Error>,
+    ) -> Result<Outcome, Decision> {
+        let request_type = run.ctx.request_type;
+        match result {
+            StepResult::Finished(Ok(outcome)) => Ok(outcome),
+            StepResult::Finished(Err(problem)) => {
+                if request_type == RequestType::Delete && self.resource.is_not_found(&problem) {
+                    info!(error = %chain(&problem), "already gone: Delete succeeds");
+                    return Err(Decision::Answer(Answer::success(
+                        run.failure_id.clone(),
+                        Default::default(),
+                        false,
+                    )));
+                }
+                if request_type == RequestType::Create {
+                    if let Some(made) = self.resource.made_before_failing(&problem) {
+                        run.failure_id = made;
+                    }
+                }
+                Err(run.failed(format!("{request_type} failed: {}", chain(&problem))))
+            }
+            StepResult::Panicked(message) => {
+                error!(panic = %message, "the handler panicked");
+                Err(run.failed(format!("{request_type} failed: the handler panicked: {message}. This is a bug in the resource provider; the function's logs have the backtrace")))
+            }
+            StepResult::DeadlineReached if Instant::now() >= run.op_deadline => {
+                let what = match &run.last_progress {
+                    Some((_, waiting_for)) => format!("still waiting for {waiting_for}"),
+                    None => "a step was still running".to_owned(),
+                };
+                Err(run.timed_out(&what))
+            }
+            StepResult::DeadlineReached if self.resource.steps_rerun_safely() => {
+                let (progress, waiting_for) = run.last_progress.clone().unwrap_or_else(|| {
+                    (
+                        Value::Null,
+                        format!("the {request_type} step cut off at the deadline"),
+                    )
+                });
+                warn!(waiting_for = %waiting_for, "the step was still running near the deadline; it runs again in a new invocation");
+                let restart = progress.is_null();
+                let carried = run.carry(progress, waiting_for, restart);
+                Err(self
+                    .continue_in_next(event, invocation, carried, request_type, &run.failure_id)
+                    .await)
+            }
+            StepResult::DeadlineReached => {
+                let timeout = invocation
+                    .deadline
+                    .saturating_duration_since(run.deadlines.started);
+                Err(run.failed(format!(
+                    "{request_type} timed out: the handler was still running {:.1} s before the Lambda deadline (this invocation had {:.1} s), so it was stopped to answer in time. Raise the function's Timeout, or check what the handler waits on",
+                    run.deadlines.margin.as_secs_f64(),
+                    timeout.as_secs_f64()
+                )))
+            }
+        }
+    }
+
+    /// After a pending outcome: the next step after one poll interval, or a hand-over when the
+    /// next check would not fit in this invocation, or FAILED when the budget is spent.
+    async fn wait(
+        &self,
+        event: &Value,
+        invocation: &Invocation,
+        run: &mut Run,
+        pending: Pending,
+    ) -> Result<Step, Decision> {
+        if let Some(id) = &pending.physical_id {
+            run.reported_id = Some(id.clone());
+            if run.ctx.request_type == RequestType::Create {
+                run.failure_id = id.clone();
+            }
+        }
+        let now = Instant::now();
+        if now >= run.op_deadline {
+            return Err(run.timed_out(&format!("still waiting for {}", pending.waiting_for)));
+        }
+        let next_check = (now + self.settings.poll_interval).min(run.op_deadline);
+        // Hand over unless the next check and one more step fit before answer_by.
+        if next_check + run.deadlines.margin >= run.deadlines.answer_by {
+            let carried = run.carry(pending.progress, pending.waiting_for, false);
+            let request_type = run.ctx.request_type;
+            return Err(self
+                .continue_in_next(event, invocation, carried, request_type, &run.failure_id)
+                .await);
+        }
+        info!(waiting_for = %pending.waiting_for, "pending; checking again");
+        run.last_progress = Some((pending.progress.clone(), pending.waiting_for));
+        tokio::time::sleep_until(next_check).await;
+        Ok(Step::Resume(pending.progress))
     }
 
     /// Hands the operation on to a new invocation carrying `carried` (FAILED if Lambda refuses).
@@ -686,7 +808,7 @@ impl<R: Resource, D: Deliver, H: HandOver> Provider<R, D, H> {
             (RequestType::Create, PhysicalId::New(id) | PhysicalId::Replaced(id), _) => id,
             (RequestType::Create, PhysicalId::Unchanged, _) => {
                 return Decision::Answer(Answer::failed(
-                    "custom-resource:missing-physical-id".into(),
+                    crate::response::MISSING_PHYSICAL_ID.into(),
                     "Create finished without a physical id; this is a bug in the resource (return Completion::created)",
                 ))
             }

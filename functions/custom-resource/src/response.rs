@@ -15,6 +15,9 @@ pub const MAX_PHYSICAL_ID_BYTES: usize = 1024;
 /// succeeds at once without calling the resource: nothing was created.
 pub const CREATE_FAILED_PREFIX: &str = "custom-resource:create-failed:";
 
+/// The physical id an answer carries when the resource returned none (a bug in the resource).
+pub const MISSING_PHYSICAL_ID: &str = "custom-resource:missing-physical-id";
+
 /// The physical id a failed Create answers with.
 pub fn create_failed_id(request_id: &str) -> String {
     let mut id = format!("{CREATE_FAILED_PREFIX}{request_id}");
@@ -105,7 +108,7 @@ pub fn render(answer: &Answer, ids: &Ids) -> (Vec<u8>, Answer) {
     let mut answer = answer.clone();
     if answer.physical_id.is_empty() {
         answer = Answer::failed(
-            "custom-resource:missing-physical-id".into(),
+            MISSING_PHYSICAL_ID.into(),
             "the resource returned an empty physical id; this is a bug in the resource",
         );
     } else if escaped_len(&answer.physical_id) > MAX_PHYSICAL_ID_BYTES {

@@ -794,6 +794,28 @@ async fn old_properties_that_no_longer_parse_are_named() {
 }
 
 #[tokio::test]
+async fn an_update_without_old_properties_is_refused_and_never_runs_as_a_delete() {
+    let s = setup();
+    let mut update = event(UPDATE, json!({}));
+    update
+        .as_object_mut()
+        .unwrap()
+        .remove("OldResourceProperties");
+    s.provider.handle(update, lambda(30)).await;
+    let answer = s.only_answer();
+    assert_eq!(answer["Status"], "FAILED");
+    assert_eq!(answer["PhysicalResourceId"], "thing-1");
+    assert!(
+        answer["Reason"]
+            .as_str()
+            .unwrap()
+            .contains("OldResourceProperties"),
+        "{answer}"
+    );
+    assert!(s.calls().is_empty(), "nothing ran: {:?}", s.calls());
+}
+
+#[tokio::test]
 async fn a_delete_of_something_already_gone_succeeds() {
     let s = setup();
     s.provider

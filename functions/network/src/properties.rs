@@ -7,9 +7,6 @@ use serde::{Deserialize, Deserializer};
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
-/// Tag keys this resource writes itself; users cannot set them.
-pub const RESERVED_TAG_PREFIX: &str = "custom-resource:";
-
 /// How private subnets reach the internet.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 pub enum NatGateways {
@@ -151,7 +148,7 @@ fn validate_tags(tags: &[Tag]) -> Result<(), PropertyError> {
             ));
         }
         if tag.key.to_ascii_lowercase().starts_with("aws:")
-            || tag.key.starts_with(RESERVED_TAG_PREFIX)
+            || tag.key.starts_with(custom_resource::tags::PREFIX)
         {
             return Err(PropertyError::new(
                 at,

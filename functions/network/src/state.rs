@@ -5,14 +5,12 @@ use crate::error::NetworkError;
 use aws_sdk_ec2::types::{Filter, NatGatewayState, Tag as Ec2Tag};
 use futures::try_join;
 
-pub const TAG_STACK: &str = "custom-resource:stack-id";
-pub const TAG_LOGICAL: &str = "custom-resource:logical-id";
-pub const TAG_REQUEST: &str = "custom-resource:request-id";
+pub use custom_resource::tags::{
+    LOGICAL_ID as TAG_LOGICAL, REQUEST_ID as TAG_REQUEST, STACK_ID as TAG_STACK,
+};
 pub const TAG_ROLE: &str = "custom-resource:role";
 pub const TAG_AZ: &str = "custom-resource:az";
 pub const TAG_VPC: &str = "custom-resource:vpc-id";
-/// Tag keys this resource writes itself (never user tags).
-pub const OWN_TAG_PREFIX: &str = "custom-resource:";
 
 pub fn filter(name: &str, value: &str) -> Filter {
     Filter::builder().name(name).values(value).build()
@@ -119,7 +117,9 @@ impl Labels {
                 ))
             })
             .filter(|(k, _)| {
-                k != "Name" && !k.starts_with(OWN_TAG_PREFIX) && !k.starts_with("aws:")
+                k != "Name"
+                    && !k.starts_with(custom_resource::tags::PREFIX)
+                    && !k.starts_with("aws:")
             })
             .collect();
         Labels::new(tag(tags, "Name").unwrap_or_default(), &user)

@@ -91,6 +91,38 @@ impl Properties for PreflightProperties {
         if !(0..=100_000).contains(&self.fargate_base) {
             return Err(PropertyError::new("FargateBase", "must be 0 to 100000"));
         }
+        self.validate_counts()?;
+        if self.scale_in_cpu_threshold >= self.scale_out_cpu_threshold {
+            return Err(PropertyError::new(
+                "ScaleInCpuThreshold",
+                format!(
+                    "ScaleInCpuThreshold {} must be below ScaleOutCpuThreshold {}, or the service would scale out and in at once",
+                    self.scale_in_cpu_threshold, self.scale_out_cpu_threshold
+                ),
+            ));
+        }
+        self.validate_secret_names()?;
+        if !(2..=6).contains(&self.availability_zone_count) {
+            return Err(PropertyError::new(
+                "AvailabilityZoneCount",
+                format!("must be 2 to 6 (got {}): an Application Load Balancer needs subnets in at least two zones", self.availability_zone_count),
+            ));
+        }
+        if !(1..=65535).contains(&self.app_port) {
+            return Err(PropertyError::new("AppPort", "must be 1 to 65535"));
+        }
+        if self.vpc_cidr.trim().is_empty() {
+            return Err(PropertyError::new(
+                "VpcCidr",
+                "must be an IPv4 CIDR block such as 10.0.0.0/16",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl PreflightProperties {
+    fn validate_counts(&self) -> Result<(), PropertyError> {
         if self.min_count < 0 || self.max_count > 5000 {
             return Err(PropertyError::new(
                 "MinCount",
@@ -117,15 +149,10 @@ impl Properties for PreflightProperties {
                 ),
             ));
         }
-        if self.scale_in_cpu_threshold >= self.scale_out_cpu_threshold {
-            return Err(PropertyError::new(
-                "ScaleInCpuThreshold",
-                format!(
-                    "ScaleInCpuThreshold {} must be below ScaleOutCpuThreshold {}, or the service would scale out and in at once",
-                    self.scale_in_cpu_threshold, self.scale_out_cpu_threshold
-                ),
-            ));
-        }
+        Ok(())
+    }
+
+    fn validate_secret_names(&self) -> Result<(), PropertyError> {
         if self.secret_names.len() > MAX_SECRET_NAMES {
             return Err(PropertyError::new(
                 "SecretNames",
@@ -154,21 +181,6 @@ impl Properties for PreflightProperties {
                     format!("{name} is listed twice"),
                 ));
             }
-        }
-        if !(2..=6).contains(&self.availability_zone_count) {
-            return Err(PropertyError::new(
-                "AvailabilityZoneCount",
-                format!("must be 2 to 6 (got {}): an Application Load Balancer needs subnets in at least two zones", self.availability_zone_count),
-            ));
-        }
-        if !(1..=65535).contains(&self.app_port) {
-            return Err(PropertyError::new("AppPort", "must be 1 to 65535"));
-        }
-        if self.vpc_cidr.trim().is_empty() {
-            return Err(PropertyError::new(
-                "VpcCidr",
-                "must be an IPv4 CIDR block such as 10.0.0.0/16",
-            ));
         }
         Ok(())
     }

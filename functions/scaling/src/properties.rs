@@ -100,12 +100,12 @@ impl ScalingProperties {
     }
 
     pub fn cluster_name(&self) -> &str {
-        self.cluster.rsplit('/').next().unwrap_or(&self.cluster)
+        custom_resource::ecs::cluster_name(&self.cluster)
     }
 
     /// Application Auto Scaling's id for the service: `service/<cluster>/<service>`.
     pub fn resource_id(&self) -> String {
-        format!("service/{}/{}", self.cluster_name(), self.service_name)
+        custom_resource::ecs::scalable_target_id(&self.cluster, &self.service_name)
     }
 
     /// Deterministic names (alarms and policies) from cluster and service.
@@ -170,6 +170,14 @@ impl Properties for ScalingProperties {
                 ),
             ));
         }
+        self.validate_steps()?;
+        self.validate_target_tracking()
+    }
+}
+
+impl ScalingProperties {
+    /// Adjustments, cooldowns and the alarm's evaluation window.
+    fn validate_steps(&self) -> Result<(), PropertyError> {
         for (name, value) in [
             ("ScaleOutAdjustment", self.scale_out_adjustment),
             ("ScaleInAdjustment", self.scale_in_adjustment),
@@ -213,6 +221,10 @@ impl Properties for ScalingProperties {
                 "EvaluationPeriods × PeriodSeconds must not exceed one day (86400 s)",
             ));
         }
+        Ok(())
+    }
+
+    fn validate_target_tracking(&self) -> Result<(), PropertyError> {
         let mut metrics = BTreeSet::new();
         for (index, tracking) in self.target_tracking.iter().enumerate() {
             let at = |field: &str| format!("TargetTracking[{index}].{field}");

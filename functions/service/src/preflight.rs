@@ -124,13 +124,65 @@ pub async fn run(c: &Clients, props: &ServiceProperties) -> Result<Checked, Serv
     let (cluster, task_definition, role, groups) =
         futures::join!(cluster, task_definition, role, groups);
 
-    // The cluster and its capacity providers.
     let cluster = cluster.map_err(ServiceError::aws("DescribeClusters"))?;
-    let found = cluster
+    let mut checked = check_cluster(&cluster, props)?;
+    let task_definition = task_definition.map_err(|e| {
+        ServiceError::property(
+            "TaskDefinition",
+            format!(
+                "{} could not be read ({}: {}); register it first or fix the family:revision",
+                props.task_definition,
+                e.code().unwrap_or("error"),
+                e.message().unwrap_or("not found")
+            ),
+        )
+    })?;
+    let definition = check_task_definition(&task_definition, props)?;
+    check_target_groups(props, groups)?;
+
+    // Round 2: images are in ECR, secrets exist and the execution role may read them; the
+    // service-linked role.
+    let task_definition_arn = definition.task_definition_arn().unwrap_or_default();
+    let secrets = ssm_secrets(definition);
+    let images: Vec<EcrImage> = definition
+        .container_definitions()
+        .iter()
+        .filter_map(|cd| cd.image())
+        .filter_map(EcrImage::parse)
+        .collect();
+    let role_missing = matches!(&role, Err(e) if e.code() == Some("NoSuchEntity"));
+    if let Err(e) = &role {
+        if !role_missing {
+            warn!(error = %custom_resource::error::chain(e), "could not check the ECS service-linked role; continuing");
+        }
+    }
+    let execution_role = definition.execution_role_arn();
+    let kms_key = props
+        .secrets_kms_key_arn
+        .as_deref()
+        .filter(|k| !k.is_empty());
+    let (absent, missing, denied, created) = futures::join!(
+        missing_images(c, &images),
+        missing_parameters(c, &secrets),
+        denied_secrets(c, execution_role, &secrets, task_definition_arn, kms_key),
+        create_service_linked_role(c, role_missing),
+    );
+    created?;
+    checked.missing_images = absent?;
+    check_secrets(props, &secrets, &missing?, execution_role, denied)?;
+    Ok(checked)
+}
+
+/// The cluster is ACTIVE and has every capacity provider the strategy names.
+fn check_cluster(
+    answer: &aws_sdk_ecs::operation::describe_clusters::DescribeClustersOutput,
+    props: &ServiceProperties,
+) -> Result<Checked, ServiceError> {
+    let Some(found) = answer
         .clusters()
         .iter()
-        .find(|cl| cl.status() == Some("ACTIVE"));
-    let Some(found) = found else {
+        .find(|cl| cl.status() == Some("ACTIVE"))
+    else {
         return Err(ServiceError::property(
             "Cluster",
             format!("cluster {} does not exist or is not ACTIVE in this account and region; create it first or fix the name", props.cluster),
@@ -150,31 +202,29 @@ pub async fn run(c: &Clients, props: &ServiceProperties) -> Result<Checked, Serv
             ));
         }
     }
-    let default_strategy = found
-        .default_capacity_provider_strategy()
-        .iter()
-        .map(|i| format!("{}:{}:{}", i.capacity_provider(), i.weight(), i.base()))
-        .collect::<Vec<_>>()
-        .join(",");
-    let mut checked = Checked {
+    let default_strategy = custom_resource::ecs::strategy_text(
+        found.default_capacity_provider_strategy().iter().map(|i| {
+            (
+                i.capacity_provider(),
+                i64::from(i.weight()),
+                i64::from(i.base()),
+            )
+        }),
+    );
+    Ok(Checked {
         cluster_arn: found.cluster_arn().unwrap_or_default().to_owned(),
         default_strategy,
         missing_images: Vec::new(),
-    };
+    })
+}
 
-    // The task definition: Fargate-compatible, containers the load balancers name, secrets.
-    let task_definition = task_definition.map_err(|e| {
-        ServiceError::property(
-            "TaskDefinition",
-            format!(
-                "{} could not be read ({}: {}); register it first or fix the family:revision",
-                props.task_definition,
-                e.code().unwrap_or("error"),
-                e.message().unwrap_or("not found")
-            ),
-        )
-    })?;
-    let Some(definition) = task_definition.task_definition() else {
+/// The task definition is Fargate-compatible, `awsvpc`, and has the containers the load
+/// balancers name.
+fn check_task_definition<'a>(
+    answer: &'a aws_sdk_ecs::operation::describe_task_definition::DescribeTaskDefinitionOutput,
+    props: &ServiceProperties,
+) -> Result<&'a aws_sdk_ecs::types::TaskDefinition, ServiceError> {
+    let Some(definition) = answer.task_definition() else {
         return Err(ServiceError::Missing {
             operation: "DescribeTaskDefinition",
             field: "taskDefinition",
@@ -218,11 +268,12 @@ pub async fn run(c: &Clients, props: &ServiceProperties) -> Result<Checked, Serv
             ));
         }
     }
-    let task_definition_arn = definition
-        .task_definition_arn()
-        .unwrap_or_default()
-        .to_owned();
-    let secrets: Vec<SecretRef> = definition
+    Ok(definition)
+}
+
+/// The SSM parameters the task definition injects as secrets.
+fn ssm_secrets(definition: &aws_sdk_ecs::types::TaskDefinition) -> Vec<SecretRef> {
+    definition
         .container_definitions()
         .iter()
         .flat_map(|cd| {
@@ -233,9 +284,14 @@ pub async fn run(c: &Clients, props: &ServiceProperties) -> Result<Checked, Serv
             })
         })
         .filter(|s| is_ssm(&s.value_from))
-        .collect();
+        .collect()
+}
 
-    // Target groups: they exist and route to IPs (what awsvpc tasks register as).
+/// Target groups exist and route to IPs (what awsvpc tasks register as).
+fn check_target_groups<E: ProvideErrorMetadata>(
+    props: &ServiceProperties,
+    groups: Vec<Result<aws_sdk_elasticloadbalancingv2::operation::describe_target_groups::DescribeTargetGroupsOutput, E>>,
+) -> Result<(), ServiceError> {
     for (index, (lb, answer)) in props.load_balancers.iter().zip(groups).enumerate() {
         let property = format!("LoadBalancers[{index}].TargetGroupArn");
         let answer = answer.map_err(|e| {
@@ -265,61 +321,39 @@ pub async fn run(c: &Clients, props: &ServiceProperties) -> Result<Checked, Serv
             ));
         }
     }
+    Ok(())
+}
 
-    // Round 2: images are in ECR, secrets exist and the execution role may read them; the
-    // service-linked role.
-    let images: Vec<EcrImage> = definition
-        .container_definitions()
-        .iter()
-        .filter_map(|cd| cd.image())
-        .filter_map(EcrImage::parse)
-        .collect();
-    let role_missing = matches!(&role, Err(e) if e.code() == Some("NoSuchEntity"));
-    if let Err(e) = &role {
-        if !role_missing {
-            warn!(error = %custom_resource::error::chain(e), "could not check the ECS service-linked role; continuing");
-        }
+/// Creates the ECS service-linked role when the account lacks it (as ECS itself would).
+async fn create_service_linked_role(c: &Clients, missing: bool) -> Result<(), ServiceError> {
+    if !missing {
+        return Ok(());
     }
-    let execution_role = definition.execution_role_arn().map(str::to_owned);
-    let (absent, missing, denied, created) = futures::join!(
-        missing_images(c, &images),
-        missing_parameters(c, &secrets),
-        denied_secrets(
-            c,
-            execution_role.as_deref(),
-            &secrets,
-            &task_definition_arn,
-            props
-                .secrets_kms_key_arn
-                .as_deref()
-                .filter(|k| !k.is_empty()),
-        ),
-        async {
-            if !role_missing {
-                return Ok(());
-            }
-            match c
-                .iam
-                .create_service_linked_role()
-                .aws_service_name("ecs.amazonaws.com")
-                .send()
-                .await
-            {
-                Ok(_) => {
-                    info!("created the ECS service-linked role");
-                    Ok(())
-                }
-                // Made meanwhile by someone else: fine.
-                Err(e) if matches!(e.code(), Some("InvalidInput" | "EntityAlreadyExists")) => {
-                    Ok(())
-                }
-                Err(e) => Err(ServiceError::aws("CreateServiceLinkedRole")(e)),
-            }
-        },
-    );
-    created?;
-    checked.missing_images = absent?;
-    let missing = missing?;
+    match c
+        .iam
+        .create_service_linked_role()
+        .aws_service_name("ecs.amazonaws.com")
+        .send()
+        .await
+    {
+        Ok(_) => {
+            info!("created the ECS service-linked role");
+            Ok(())
+        }
+        // Made meanwhile by someone else: fine.
+        Err(e) if matches!(e.code(), Some("InvalidInput" | "EntityAlreadyExists")) => Ok(()),
+        Err(e) => Err(ServiceError::aws("CreateServiceLinkedRole")(e)),
+    }
+}
+
+/// Every injected SSM parameter exists and the execution role may read them all.
+fn check_secrets(
+    props: &ServiceProperties,
+    secrets: &[SecretRef],
+    missing: &[SecretRef],
+    execution_role: Option<&str>,
+    denied: Result<Vec<String>, ServiceError>,
+) -> Result<(), ServiceError> {
     if !missing.is_empty() {
         let listed: Vec<String> = missing
             .iter()
@@ -356,7 +390,7 @@ pub async fn run(c: &Clients, props: &ServiceProperties) -> Result<Checked, Serv
             ),
         ));
     }
-    Ok(checked)
+    Ok(())
 }
 
 /// Images whose tag or digest is not in their ECR repository (a missing repository counts as

@@ -147,16 +147,16 @@ impl ServiceProperties {
 
     /// The cluster's name (the part after `cluster/` in an ARN).
     pub fn cluster_name(&self) -> &str {
-        self.cluster.rsplit('/').next().unwrap_or(&self.cluster)
+        custom_resource::ecs::cluster_name(&self.cluster)
     }
 
     /// "FARGATE:1:0,FARGATE_SPOT:3:0"
     pub fn strategy_text(strategy: &[StrategyItem]) -> String {
-        strategy
-            .iter()
-            .map(|i| format!("{}:{}:{}", i.capacity_provider, i.weight, i.base))
-            .collect::<Vec<_>>()
-            .join(",")
+        custom_resource::ecs::strategy_text(
+            strategy
+                .iter()
+                .map(|i| (i.capacity_provider.as_str(), i.weight, i.base)),
+        )
     }
 }
 
@@ -197,6 +197,35 @@ impl Properties for ServiceProperties {
                 format!("must be 0 or more (got {min}); set it to the autoscaling MinCapacity, or leave it out without autoscaling"),
             ));
         }
+        self.validate_strategy()?;
+        self.validate_network()?;
+        self.validate_load_balancers()?;
+        if !(60..=3500).contains(&self.steady_state_timeout_seconds) {
+            return Err(PropertyError::new("SteadyStateTimeoutSeconds", format!("must be 60 to 3500 (got {}); it must end before CloudFormation's 3600 s ServiceTimeout", self.steady_state_timeout_seconds)));
+        }
+        if let Some(key) = self
+            .secrets_kms_key_arn
+            .as_deref()
+            .filter(|k| !k.is_empty())
+        {
+            let parts: Vec<&str> = key.split(':').collect();
+            let is_key = parts.len() == 6
+                && parts[0] == "arn"
+                && parts[2] == "kms"
+                && parts[5].starts_with("key/");
+            if !is_key {
+                return Err(PropertyError::new(
+                    "SecretsKmsKeyArn",
+                    format!("{key:?} is not a KMS key ARN (arn:<partition>:kms:<region>:<account>:key/<id>); leave it empty for the aws/ssm key"),
+                ));
+            }
+        }
+        validate_tags(&self.tags)
+    }
+}
+
+impl ServiceProperties {
+    fn validate_strategy(&self) -> Result<(), PropertyError> {
         let strategy = &self.capacity_provider_strategy;
         if strategy.len() > 20 {
             return Err(PropertyError::new(
@@ -253,6 +282,10 @@ impl Properties for ServiceProperties {
                 ),
             ));
         }
+        Ok(())
+    }
+
+    fn validate_network(&self) -> Result<(), PropertyError> {
         if self.subnets.is_empty() || self.subnets.len() > 16 {
             return Err(PropertyError::new(
                 "Subnets",
@@ -268,6 +301,10 @@ impl Properties for ServiceProperties {
                 ),
             ));
         }
+        Ok(())
+    }
+
+    fn validate_load_balancers(&self) -> Result<(), PropertyError> {
         for (index, lb) in self.load_balancers.iter().enumerate() {
             if !lb.target_group_arn.starts_with("arn:") {
                 return Err(PropertyError::new(
@@ -302,53 +339,37 @@ impl Properties for ServiceProperties {
                 ));
             }
         }
-        if !(60..=3500).contains(&self.steady_state_timeout_seconds) {
-            return Err(PropertyError::new("SteadyStateTimeoutSeconds", format!("must be 60 to 3500 (got {}); it must end before CloudFormation's 3600 s ServiceTimeout", self.steady_state_timeout_seconds)));
-        }
-        if let Some(key) = self
-            .secrets_kms_key_arn
-            .as_deref()
-            .filter(|k| !k.is_empty())
-        {
-            let parts: Vec<&str> = key.split(':').collect();
-            let is_key = parts.len() == 6
-                && parts[0] == "arn"
-                && parts[2] == "kms"
-                && parts[5].starts_with("key/");
-            if !is_key {
-                return Err(PropertyError::new(
-                    "SecretsKmsKeyArn",
-                    format!("{key:?} is not a KMS key ARN (arn:<partition>:kms:<region>:<account>:key/<id>); leave it empty for the aws/ssm key"),
-                ));
-            }
-        }
-        let mut keys = BTreeSet::new();
-        for (index, tag) in self.tags.iter().enumerate() {
-            if tag.key.is_empty()
-                || tag.key.len() > 128
-                || tag.key.starts_with("aws:")
-                || tag.key.starts_with("custom-resource:")
-            {
-                return Err(PropertyError::new(
-                    format!("Tags[{index}].Key"),
-                    "must be 1-128 characters and not start with aws: or custom-resource:",
-                ));
-            }
-            if !keys.insert(&tag.key) {
-                return Err(PropertyError::new(
-                    format!("Tags[{index}].Key"),
-                    format!("{} appears twice", tag.key),
-                ));
-            }
-        }
-        if self.tags.len() > 45 {
-            return Err(PropertyError::new(
-                "Tags",
-                "at most 45 tags (ECS allows 50; this resource adds 3)",
-            ));
-        }
         Ok(())
     }
+}
+
+fn validate_tags(tags: &[Tag]) -> Result<(), PropertyError> {
+    let mut keys = BTreeSet::new();
+    for (index, tag) in tags.iter().enumerate() {
+        if tag.key.is_empty()
+            || tag.key.len() > 128
+            || tag.key.starts_with("aws:")
+            || tag.key.starts_with(custom_resource::tags::PREFIX)
+        {
+            return Err(PropertyError::new(
+                format!("Tags[{index}].Key"),
+                "must be 1-128 characters and not start with aws: or custom-resource:",
+            ));
+        }
+        if !keys.insert(&tag.key) {
+            return Err(PropertyError::new(
+                format!("Tags[{index}].Key"),
+                format!("{} appears twice", tag.key),
+            ));
+        }
+    }
+    if tags.len() > 45 {
+        return Err(PropertyError::new(
+            "Tags",
+            "at most 45 tags (ECS allows 50; this resource adds 3)",
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -8,6 +8,8 @@ use crate::properties::{ServiceProperties, StrategyItem};
 use crate::steady::{assess, recent_events, Steadiness};
 use aws_sdk_applicationautoscaling::types::{ScalableDimension, ServiceNamespace};
 use aws_sdk_ecs::error::ProvideErrorMetadata;
+use aws_sdk_ecs::operation::create_service::builders::CreateServiceFluentBuilder;
+use aws_sdk_ecs::operation::update_service::builders::UpdateServiceFluentBuilder;
 use aws_sdk_ecs::types::{
     AssignPublicIp, AwsVpcConfiguration, CapacityProviderStrategyItem, DeploymentCircuitBreaker,
     DeploymentConfiguration, DeploymentController, DeploymentControllerType, DesiredStatus,
@@ -22,9 +24,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 use tracing::info;
 
-const TAG_REQUEST: &str = "custom-resource:request-id";
-const TAG_STACK: &str = "custom-resource:stack-id";
-const TAG_LOGICAL: &str = "custom-resource:logical-id";
+use custom_resource::tags::{
+    LOGICAL_ID as TAG_LOGICAL, REQUEST_ID as TAG_REQUEST, STACK_ID as TAG_STACK,
+};
 /// Set while the service runs no task because its image is not pushed yet ("repo:tag").
 const TAG_AWAITING_IMAGE: &str = "custom-resource:awaiting-image";
 
@@ -163,6 +165,117 @@ fn tag_of<'a>(service: &'a Service, key: &str) -> Option<&'a str> {
         .and_then(|t| t.value())
 }
 
+/// The CreateService request: ownership tags, the template's count (or none before the image),
+/// its strategy (or launch type FARGATE when neither it nor the cluster has one), a client token.
+fn create_request(
+    request: CreateServiceFluentBuilder,
+    ctx: &Context,
+    props: &ServiceProperties,
+    checked: &Checked,
+) -> CreateServiceFluentBuilder {
+    let mut tags = vec![
+        ecs_tag(TAG_REQUEST, &ctx.request_id),
+        ecs_tag(TAG_STACK, &ctx.stack_id),
+        ecs_tag(TAG_LOGICAL, &ctx.logical_resource_id),
+        ecs_tag(TEMPLATE_DESIRED_COUNT, &props.desired_count.to_string()),
+    ];
+    let awaiting = image_plan(&checked.missing_images, true, false);
+    if let ImagePlan::Await(images) = &awaiting {
+        info!(images = %images, "image not pushed yet: creating the service with no task");
+        tags.push(ecs_tag(TAG_AWAITING_IMAGE, images));
+    }
+    let desired = count::initial(props, matches!(awaiting, ImagePlan::Await(_)));
+    tags.extend(props.tags.iter().map(|t| ecs_tag(&t.key, &t.value)));
+    let mut request = request
+        .cluster(&props.cluster)
+        .service_name(&props.service_name)
+        .task_definition(&props.task_definition)
+        .desired_count(desired)
+        .platform_version(&props.platform_version)
+        .set_network_configuration(network(props))
+        .set_deployment_configuration(deployment_configuration(props))
+        .set_deployment_controller(
+            DeploymentController::builder()
+                .r#type(DeploymentControllerType::Ecs)
+                .build()
+                .ok(),
+        )
+        .enable_execute_command(props.enable_execute_command)
+        .propagate_tags(PropagateTags::Service)
+        .enable_ecs_managed_tags(true)
+        .set_tags(Some(tags))
+        // A duplicate delivery of this request cannot create a second service.
+        .client_token(ctx.idempotency_token(36));
+    if !props.capacity_provider_strategy.is_empty() {
+        request = request.set_capacity_provider_strategy(Some(strategy_items(
+            &props.capacity_provider_strategy,
+        )));
+    } else if checked.default_strategy.is_empty() {
+        request = request.launch_type(LaunchType::Fargate);
+    }
+    if !props.load_balancers.is_empty() {
+        request = request
+            .set_load_balancers(Some(load_balancers(props)))
+            .set_health_check_grace_period_seconds(
+                props.health_check_grace_period_seconds.map(|s| s as i32),
+            );
+    }
+    request
+}
+
+/// The settings an Update changes in place on top of `request`, and their property names. A
+/// strategy change forces a new deployment (a new mix only takes effect with one).
+fn in_place_changes(
+    mut request: UpdateServiceFluentBuilder,
+    old: &ServiceProperties,
+    new: &ServiceProperties,
+    no_default_strategy: bool,
+) -> Result<(UpdateServiceFluentBuilder, Vec<&'static str>), ServiceError> {
+    let mut changed = Vec::new();
+    if old.capacity_provider_strategy != new.capacity_provider_strategy {
+        if new.capacity_provider_strategy.is_empty() && no_default_strategy {
+            return Err(ServiceError::property(
+                "CapacityProviderStrategy",
+                format!("cannot be removed: cluster {} has no default capacity provider strategy to fall back to; keep a strategy or give the cluster a default", new.cluster_name()),
+            ));
+        }
+        // A new mix only takes effect with a new deployment.
+        request = request
+            .set_capacity_provider_strategy(Some(strategy_items(&new.capacity_provider_strategy)))
+            .force_new_deployment(true);
+        changed.push("CapacityProviderStrategy");
+    }
+    if (&old.subnets, &old.security_groups, old.assign_public_ip)
+        != (&new.subnets, &new.security_groups, new.assign_public_ip)
+    {
+        request = request.set_network_configuration(network(new));
+        changed.push("NetworkConfiguration");
+    }
+    if old.load_balancers != new.load_balancers {
+        request = request.set_load_balancers(Some(load_balancers(new)));
+        changed.push("LoadBalancers");
+    }
+    if old.health_check_grace_period_seconds != new.health_check_grace_period_seconds {
+        request = request.set_health_check_grace_period_seconds(Some(
+            new.health_check_grace_period_seconds.unwrap_or(0) as i32,
+        ));
+        changed.push("HealthCheckGracePeriodSeconds");
+    }
+    if old.deployment_circuit_breaker != new.deployment_circuit_breaker {
+        request = request.set_deployment_configuration(deployment_configuration(new));
+        changed.push("DeploymentCircuitBreaker");
+    }
+    if old.enable_execute_command != new.enable_execute_command {
+        request = request.enable_execute_command(new.enable_execute_command);
+        changed.push("EnableExecuteCommand");
+    }
+    if old.platform_version != new.platform_version {
+        request = request.platform_version(&new.platform_version);
+        changed.push("PlatformVersion");
+    }
+    Ok((request, changed))
+}
+
 impl FargateService {
     pub fn new(c: Clients) -> Self {
         Self { c }
@@ -276,56 +389,7 @@ impl FargateService {
                 _ => {}
             }
         }
-        let mut tags = vec![
-            ecs_tag(TAG_REQUEST, &ctx.request_id),
-            ecs_tag(TAG_STACK, &ctx.stack_id),
-            ecs_tag(TAG_LOGICAL, &ctx.logical_resource_id),
-            ecs_tag(TEMPLATE_DESIRED_COUNT, &props.desired_count.to_string()),
-        ];
-        let awaiting = image_plan(&checked.missing_images, true, false);
-        if let ImagePlan::Await(images) = &awaiting {
-            info!(images = %images, "image not pushed yet: creating the service with no task");
-            tags.push(ecs_tag(TAG_AWAITING_IMAGE, images));
-        }
-        let desired = count::initial(props, matches!(awaiting, ImagePlan::Await(_)));
-        tags.extend(props.tags.iter().map(|t| ecs_tag(&t.key, &t.value)));
-        let mut request = self
-            .c
-            .ecs
-            .create_service()
-            .cluster(&props.cluster)
-            .service_name(&props.service_name)
-            .task_definition(&props.task_definition)
-            .desired_count(desired)
-            .platform_version(&props.platform_version)
-            .set_network_configuration(network(props))
-            .set_deployment_configuration(deployment_configuration(props))
-            .set_deployment_controller(
-                DeploymentController::builder()
-                    .r#type(DeploymentControllerType::Ecs)
-                    .build()
-                    .ok(),
-            )
-            .enable_execute_command(props.enable_execute_command)
-            .propagate_tags(PropagateTags::Service)
-            .enable_ecs_managed_tags(true)
-            .set_tags(Some(tags))
-            // A duplicate delivery of this request cannot create a second service.
-            .client_token(ctx.idempotency_token(36));
-        if !props.capacity_provider_strategy.is_empty() {
-            request = request.set_capacity_provider_strategy(Some(strategy_items(
-                &props.capacity_provider_strategy,
-            )));
-        } else if checked.default_strategy.is_empty() {
-            request = request.launch_type(LaunchType::Fargate);
-        }
-        if !props.load_balancers.is_empty() {
-            request = request
-                .set_load_balancers(Some(load_balancers(props)))
-                .set_health_check_grace_period_seconds(
-                    props.health_check_grace_period_seconds.map(|s| s as i32),
-                );
-        }
+        let request = create_request(self.c.ecs.create_service(), ctx, props, &checked);
         let created = request
             .send()
             .await
@@ -346,7 +410,8 @@ impl FargateService {
         &self,
         props: &ServiceProperties,
     ) -> Result<Option<(i32, i32)>, ServiceError> {
-        let resource_id = format!("service/{}/{}", props.cluster_name(), props.service_name);
+        let resource_id =
+            custom_resource::ecs::scalable_target_id(&props.cluster, &props.service_name);
         let answer = self
             .c
             .scaling
@@ -443,49 +508,9 @@ impl FargateService {
             request = request.desired_count(desired);
             changed.push("DesiredCount");
         }
-        if old.capacity_provider_strategy != new.capacity_provider_strategy {
-            if new.capacity_provider_strategy.is_empty() && checked.default_strategy.is_empty() {
-                return Err(ServiceError::property(
-                    "CapacityProviderStrategy",
-                    format!("cannot be removed: cluster {} has no default capacity provider strategy to fall back to; keep a strategy or give the cluster a default", new.cluster_name()),
-                ));
-            }
-            // A new mix only takes effect with a new deployment.
-            request = request
-                .set_capacity_provider_strategy(Some(strategy_items(
-                    &new.capacity_provider_strategy,
-                )))
-                .force_new_deployment(true);
-            changed.push("CapacityProviderStrategy");
-        }
-        if (&old.subnets, &old.security_groups, old.assign_public_ip)
-            != (&new.subnets, &new.security_groups, new.assign_public_ip)
-        {
-            request = request.set_network_configuration(network(new));
-            changed.push("NetworkConfiguration");
-        }
-        if old.load_balancers != new.load_balancers {
-            request = request.set_load_balancers(Some(load_balancers(new)));
-            changed.push("LoadBalancers");
-        }
-        if old.health_check_grace_period_seconds != new.health_check_grace_period_seconds {
-            request = request.set_health_check_grace_period_seconds(Some(
-                new.health_check_grace_period_seconds.unwrap_or(0) as i32,
-            ));
-            changed.push("HealthCheckGracePeriodSeconds");
-        }
-        if old.deployment_circuit_breaker != new.deployment_circuit_breaker {
-            request = request.set_deployment_configuration(deployment_configuration(new));
-            changed.push("DeploymentCircuitBreaker");
-        }
-        if old.enable_execute_command != new.enable_execute_command {
-            request = request.enable_execute_command(new.enable_execute_command);
-            changed.push("EnableExecuteCommand");
-        }
-        if old.platform_version != new.platform_version {
-            request = request.platform_version(&new.platform_version);
-            changed.push("PlatformVersion");
-        }
+        let (request, more) =
+            in_place_changes(request, old, new, checked.default_strategy.is_empty())?;
+        changed.extend(more);
         let service = if changed.is_empty() {
             info!("no service setting changed: no UpdateService call");
             current
@@ -844,6 +869,91 @@ impl Resource for FargateService {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use custom_resource::properties::parse;
+    use serde_json::json;
+
+    fn update_request() -> UpdateServiceFluentBuilder {
+        let config = aws_sdk_ecs::Config::builder()
+            .behavior_version(aws_sdk_ecs::config::BehaviorVersion::latest())
+            .region(aws_sdk_ecs::config::Region::new("us-east-1"))
+            .build();
+        aws_sdk_ecs::Client::from_conf(config).update_service()
+    }
+
+    fn service_props(extra: Value) -> ServiceProperties {
+        let mut raw = json!({"Cluster": "app", "ServiceName": "web", "TaskDefinition": "web:1",
+                             "Subnets": "subnet-1,subnet-2",
+                             "CapacityProviderStrategy": [{"CapacityProvider": "FARGATE", "Weight": "1"}]});
+        for (key, value) in extra.as_object().unwrap() {
+            raw[key] = value.clone();
+        }
+        parse(&raw).unwrap()
+    }
+
+    #[test]
+    fn a_strategy_change_sends_the_new_mix_with_a_forced_new_deployment_and_nothing_else() {
+        let old = service_props(json!({}));
+        let new = service_props(json!({"CapacityProviderStrategy": [
+            {"CapacityProvider": "FARGATE", "Weight": "1", "Base": "1"},
+            {"CapacityProvider": "FARGATE_SPOT", "Weight": "3"}]}));
+        let (request, changed) = in_place_changes(update_request(), &old, &new, false).unwrap();
+        assert_eq!(changed, vec!["CapacityProviderStrategy"]);
+        let input = request.as_input();
+        assert_eq!(input.get_force_new_deployment(), &Some(true));
+        let sent: Vec<(String, i32, i32)> = input
+            .get_capacity_provider_strategy()
+            .clone()
+            .unwrap()
+            .iter()
+            .map(|i| (i.capacity_provider().to_owned(), i.weight(), i.base()))
+            .collect();
+        assert_eq!(
+            sent,
+            vec![("FARGATE".into(), 1, 1), ("FARGATE_SPOT".into(), 3, 0)]
+        );
+        assert!(input.get_network_configuration().is_none());
+        assert!(input.get_desired_count().is_none());
+    }
+
+    #[test]
+    fn unchanged_properties_send_nothing() {
+        let props = service_props(json!({}));
+        let (request, changed) = in_place_changes(update_request(), &props, &props, false).unwrap();
+        assert!(changed.is_empty());
+        assert!(request.as_input().get_force_new_deployment().is_none());
+    }
+
+    #[test]
+    fn network_and_platform_changes_send_only_those() {
+        let old = service_props(json!({}));
+        let new = service_props(json!({"Subnets": "subnet-3", "PlatformVersion": "1.4.0"}));
+        let (request, changed) = in_place_changes(update_request(), &old, &new, false).unwrap();
+        assert_eq!(changed, vec!["NetworkConfiguration", "PlatformVersion"]);
+        let input = request.as_input();
+        let subnets = input
+            .get_network_configuration()
+            .as_ref()
+            .and_then(|n| n.awsvpc_configuration())
+            .map(|a| a.subnets().to_vec());
+        assert_eq!(subnets, Some(vec!["subnet-3".to_owned()]));
+        assert_eq!(input.get_platform_version().as_deref(), Some("1.4.0"));
+        assert!(input.get_capacity_provider_strategy().is_none());
+    }
+
+    #[test]
+    fn removing_the_strategy_without_a_cluster_default_is_refused_naming_it() {
+        let old = service_props(json!({}));
+        let new = service_props(json!({"CapacityProviderStrategy": []}));
+        let Err(error) = in_place_changes(update_request(), &old, &new, true) else {
+            panic!("accepted");
+        };
+        assert!(
+            error
+                .to_string()
+                .contains("invalid property CapacityProviderStrategy"),
+            "{error}"
+        );
+    }
 
     #[test]
     fn a_new_service_without_its_image_waits_for_it_with_no_task() {
