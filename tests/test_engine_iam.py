@@ -344,5 +344,11 @@ def test_the_resources_of_a_request_are_the_arns_aws_authorizes():
         f"arn:aws:ecs:{REGION}:{ACCOUNT}:service/shop/web"]
     assert resources_of("cloudwatch:DeleteAlarms", request(**{"AlarmNames.member.2": "b", "AlarmNames.member.1": "a"})) == [
         f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:a", f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:b"]
+    assert resources_of("ecs:DescribeTasks", request(cluster="app", tasks=[
+        "abc", f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/app/def"])) == [
+        f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/app/abc", f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/app/def"]
+    assert not decide([{"Statement": {"Effect": "Allow", "Action": "ecs:DescribeTasks",
+                                      "Resource": f"arn:aws:ecs:{REGION}:{ACCOUNT}:service/*"}}],
+                      "ecs:DescribeTasks", resources_of("ecs:DescribeTasks", request(cluster="app", tasks=["abc"]))).allowed
     assert resources_of("ec2:DescribeVpcs", request()) == ["*"]
     assert resources_of("ec2:CreateVpc", request()) is None

@@ -199,6 +199,11 @@ def _ecs_clusters(request: Request) -> list:
             for c in request.members("clusters") or ["default"]]
 
 
+def _ecs_tasks(request: Request) -> list:
+    return [t if t.startswith("arn:") else request.arn("ecs", f"task/{_ecs_cluster_name(request)}/{t}")
+            for t in request.members("tasks")]
+
+
 def _alarms(request: Request) -> list:
     names = request.members("AlarmNames") or [request.params.get("AlarmName", "")]
     return [request.arn("cloudwatch", f"alarm:{n}") for n in names]
@@ -220,6 +225,8 @@ RESOURCES: dict = {
     "ecs:DeleteService": _ecs_services,
     "ecs:DescribeServices": _ecs_services,
     "ecs:DescribeClusters": _ecs_clusters,
+    # "DescribeTasks ... task*" (arn:${Partition}:ecs:${Region}:${Account}:task/${ClusterName}/${TaskId})
+    "ecs:DescribeTasks": _ecs_tasks,
     "ecs:TagResource": lambda r: [r.params.get("resourceArn", "")],
     "ecs:UntagResource": lambda r: [r.params.get("resourceArn", "")],
     "cloudwatch:PutMetricAlarm": _alarms,

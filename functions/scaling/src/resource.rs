@@ -12,7 +12,7 @@ use aws_sdk_applicationautoscaling::types::{
     TargetTrackingScalingPolicyConfiguration,
 };
 use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, Statistic};
-use aws_sdk_ecs::types::ServiceField;
+use aws_sdk_ecs::types::{Service, ServiceField};
 use custom_resource::tags::TEMPLATE_DESIRED_COUNT;
 use custom_resource::{Completion, Context, Outcome, Request, Resource};
 use futures::future::try_join_all;
@@ -147,27 +147,50 @@ impl ServiceScaling {
             })
     }
 
-    /// Keeps the service's desired count inside [min, max] right away (Application Auto Scaling
-    /// would only correct it at its next activity).
-    async fn clamp_desired(&self, p: &ScalingProperties) -> Result<(), ScalingError> {
+    /// The service, when it and its cluster exist and it is ACTIVE (with its tags).
+    async fn active_service(&self, p: &ScalingProperties) -> Result<Option<Service>, ScalingError> {
         let services = match self
             .c
             .ecs
             .describe_services()
             .cluster(&p.cluster)
             .services(&p.service_name)
+            .include(ServiceField::Tags)
             .send()
             .await
         {
             Ok(answer) => answer,
-            Err(e) if e.code() == Some("ClusterNotFoundException") => return Ok(()),
+            Err(e) if e.code() == Some("ClusterNotFoundException") => return Ok(None),
             Err(e) => return Err(ScalingError::aws("DescribeServices")(e)),
         };
-        let Some(service) = services
+        Ok(services
             .services()
             .iter()
             .find(|s| s.status() == Some("ACTIVE"))
-        else {
+            .cloned())
+    }
+
+    async fn set_desired_count(
+        &self,
+        p: &ScalingProperties,
+        count: i32,
+    ) -> Result<(), ScalingError> {
+        self.c
+            .ecs
+            .update_service()
+            .cluster(&p.cluster)
+            .service(&p.service_name)
+            .desired_count(count)
+            .send()
+            .await
+            .map_err(ScalingError::aws("UpdateService"))?;
+        Ok(())
+    }
+
+    /// Keeps the service's desired count inside [min, max] right away (Application Auto Scaling
+    /// would only correct it at its next activity).
+    async fn clamp_desired(&self, p: &ScalingProperties) -> Result<(), ScalingError> {
+        let Some(service) = self.active_service(p).await? else {
             return Ok(());
         };
         let desired = service.desired_count();
@@ -177,15 +200,7 @@ impl ServiceScaling {
                 desired,
                 clamped, "moving the service's desired count into the new range"
             );
-            self.c
-                .ecs
-                .update_service()
-                .cluster(&p.cluster)
-                .service(&p.service_name)
-                .desired_count(clamped)
-                .send()
-                .await
-                .map_err(ScalingError::aws("UpdateService"))?;
+            self.set_desired_count(p, clamped).await?;
         }
         Ok(())
     }
@@ -481,25 +496,7 @@ impl ServiceScaling {
     /// Sets the service back to the DesiredCount its template gave it (the tag
     /// Custom::FargateService keeps), when it has one and runs another count.
     async fn restore_template_count(&self, p: &ScalingProperties) -> Result<(), ScalingError> {
-        let services = match self
-            .c
-            .ecs
-            .describe_services()
-            .cluster(&p.cluster)
-            .services(&p.service_name)
-            .include(ServiceField::Tags)
-            .send()
-            .await
-        {
-            Ok(answer) => answer,
-            Err(e) if e.code() == Some("ClusterNotFoundException") => return Ok(()),
-            Err(e) => return Err(ScalingError::aws("DescribeServices")(e)),
-        };
-        let Some(service) = services
-            .services()
-            .iter()
-            .find(|s| s.status() == Some("ACTIVE"))
-        else {
+        let Some(service) = self.active_service(p).await? else {
             return Ok(());
         };
         let template = service
@@ -516,16 +513,7 @@ impl ServiceScaling {
             to = count,
             "autoscaling removed: returning the service to its template's DesiredCount"
         );
-        self.c
-            .ecs
-            .update_service()
-            .cluster(&p.cluster)
-            .service(&p.service_name)
-            .desired_count(count)
-            .send()
-            .await
-            .map_err(ScalingError::aws("UpdateService"))?;
-        Ok(())
+        self.set_desired_count(p, count).await
     }
 }
 
