@@ -58,7 +58,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PARAMS_DIR = ROOT / "cloudformation" / "params"
 ROOT_TEMPLATE = ROOT / "cloudformation" / "environment.yaml"
 # The provider functions: cargo-lambda binary names, zip names (<name>.zip) in provider.yaml.
-FUNCTIONS = ("preflight", "network", "service", "scaling")
+FUNCTIONS = ("preflight", "network", "service", "scaling", "spot-fallback")
 CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"]
 WEIGHT_MAX = 1000  # the template's MaxValue for FargateWeight / FargateSpotWeight
 BASE_MAX = 100000  # the template's MaxValue for FargateBase

@@ -64,7 +64,8 @@ from moto.ec2.exceptions import InvalidSubnetIdError
 from moto.ec2.models import ec2_backends
 from moto.s3.models import s3_backends
 
-from . import engine_iam, engine_rules
+from . import engine_ecs, engine_events, engine_iam, engine_rules
+from .moto import ACCOUNT as DEFAULT_ACCOUNT, REGION as DEFAULT_REGION
 from .lambda_service import LocalLambda
 from .net import QuietHTTPServer
 
@@ -640,6 +641,8 @@ class Engine:
             return engine.invoke_api(function, body, request_headers, response_headers)
 
         lambda_models.LambdaFunction.invoke = invoke
+        # EventBridge invokes its Lambda targets asynchronously.
+        engine_events.invoker = lambda function, event: engine.local_function(function).invoke_async(event)
 
     # -- API entry points -------------------------------------------------------------------
     def _run(self, work, stack) -> None:
@@ -1289,6 +1292,22 @@ class Engine:
         return invocation.result
 
     # -- control server ---------------------------------------------------------------------
+    def control_action(self, path: str, body: dict) -> tuple:
+        """What a test or the demo makes happen: time passing for scheduled rules, a Spot reclaim."""
+        account, region = body.get("Account", DEFAULT_ACCOUNT), body.get("Region", DEFAULT_REGION)
+        if path == "/events/schedule":
+            fired = engine_events.fire_schedules(account, region, float(body.get("Time") or time.time()))
+            return 200, {"Fired": fired}
+        if path == "/ecs/interrupt-spot":
+            from moto.ecs.models import ecs_backends
+
+            try:
+                stopped = engine_ecs.interrupt_spot(ecs_backends[account][region], body["Cluster"], body["Service"])
+            except (KeyError, StopIteration):
+                return 404, {"error": f"no active service {body.get('Service')} in cluster {body.get('Cluster')}"}
+            return 200, {"Stopped": stopped}
+        return 404, {"error": "unknown path"}
+
     def _control_handler(self):
         engine = self
 
@@ -1315,7 +1334,18 @@ class Engine:
                 status, payload = engine.answer(match.group(1), body)
                 self._send(status, payload)
 
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length) or b"{}") if length else {}
+                status, payload = engine.control_action(self.path.split("?")[0], body)
+                self._send(status, payload)
+
             def do_GET(self):
+                if self.path == "/events":
+                    return self._send(200, engine_events.deliveries())
+                if self.path == "/calls":
+                    with engine_iam._calls_lock:
+                        return self._send(200, list(engine_iam.calls))
                 if self.path == "/requests":
                     with engine.lock:
                         records = [dict(r, Answers=list(r["Answers"])) for r in engine.requests]

@@ -8,6 +8,10 @@ zones (LOCAL_AWS_SPOT_CAPACITY) and every new task stops with a chosen stop code
 (LOCAL_AWS_TASK_FAILURE). Failed launches count for the deployment circuit breaker
 (FAILED, rollback to the last completed deployment); while a deployment is in progress, each
 DescribeServices is one more scheduler round (ECS keeps retrying on its own clock).
+ECS events go to EventBridge (harness.engine_events): "ECS Task State Change" for every stopped
+service task, "ECS Service Action" SERVICE_TASK_PLACEMENT_FAILURE once per deployment and
+provider that cannot place a task; `interrupt_spot` stops a service's Spot tasks with stopCode
+SpotInterruption, as a Spot reclaim does.
 
 Call `install()` in the process that runs `moto.server.ThreadedMotoServer`, before any request.
 Each patch below names the moto gap it closes. What moto 5.2.5 does without them:
@@ -24,7 +28,7 @@ import math
 import re
 import threading
 
-from . import aws_rules
+from . import aws_rules, engine_events
 
 EXPECTED_MOTO_VERSION = "5.2.5"
 FARGATE_PROVIDERS = ("FARGATE", "FARGATE_SPOT")
@@ -383,6 +387,56 @@ def _stop_task(task, reason: str, code: str = "ServiceSchedulerInitiated") -> No
     if eni_id:
         ec2_backends[task._account_id][task.region_name].enis.pop(eni_id, None)
         task._engine_eni_id = None
+    if getattr(task, "_engine_service_arn", None):
+        _task_stopped_event(task)
+
+
+def _task_stopped_event(task) -> None:
+    """ECS Task State Change as ECS sends it when a task stops (ECS Developer Guide, "Amazon ECS
+    task state change events")."""
+    cluster_arn = task.cluster_arn if hasattr(task, "cluster_arn") else ""
+    engine_events.emit(task._account_id, task.region_name, "aws.ecs", "ECS Task State Change", {
+        "clusterArn": cluster_arn, "taskArn": task.task_arn, "group": task.group,
+        "startedBy": task.started_by, "capacityProviderName": task.capacity_provider_name,
+        "launchType": "FARGATE", "lastStatus": "STOPPED", "desiredStatus": "STOPPED",
+        "stopCode": task.stop_code, "stoppedReason": task.stopped_reason,
+    }, [task.task_arn])
+
+
+def _placement_failure_event(service, deployment_id: str, provider: str) -> None:
+    """ECS Service Action SERVICE_TASK_PLACEMENT_FAILURE ("Amazon ECS service action events"),
+    once per deployment and provider (ECS does not repeat it for every retry)."""
+    sent = service.__dict__.setdefault("_engine_placement_events", set())
+    if (deployment_id, provider) in sent:
+        return
+    sent.add((deployment_id, provider))
+    region, account = service.region_name, service._account_id
+    cluster_arn = f"arn:aws:ecs:{region}:{account}:cluster/{service.cluster_name}"
+    engine_events.emit(account, region, "aws.ecs", "ECS Service Action", {
+        "eventType": "ERROR", "eventName": "SERVICE_TASK_PLACEMENT_FAILURE", "clusterArn": cluster_arn,
+        "capacityProviderArns": [f"arn:aws:ecs:{region}:{account}:capacity-provider/{provider}"],
+        "reason": "RESOURCE:FARGATE",
+    }, [service.arn])
+
+
+SPOT_INTERRUPTED = "Your Spot Task was interrupted."
+
+
+def interrupt_spot(backend, cluster_name: str, service_name: str) -> list:
+    """A Spot reclaim: the service's running FARGATE_SPOT tasks stop with stopCode
+    SpotInterruption, then ECS tries to replace them (on Spot, as the strategy says). Returns the
+    stopped task ids."""
+    with _lock:
+        service = next(s for s in backend.services.values()
+                       if s.cluster_name == cluster_name and s.name == service_name and s.status == "ACTIVE")
+        stopped = []
+        for task in _service_tasks(backend, service):
+            if task.capacity_provider_name == "FARGATE_SPOT":
+                _stop_task(task, SPOT_INTERRUPTED, code="SpotInterruption")
+                stopped.append(task.id)
+        service._engine_replacing = True
+        schedule(backend, service)
+        return stopped
 
 
 def _set_counts(backend, service, running: int) -> None:
@@ -519,6 +573,7 @@ def _reconcile(backend, service) -> None:
                     primary["failedTasks"] += 1
                 if task is None:
                     unplaced.append(failure)
+                    _placement_failure_event(service, primary["id"], provider)
                     continue
                 started.append(task)
                 if not failure:
@@ -551,13 +606,17 @@ def _reconcile(backend, service) -> None:
             1 for task in _service_tasks(backend, service)
             if task._engine_deployment_id == deployment["id"])
     _set_counts(backend, service, len(_service_tasks(backend, service)))
+    if running == desired:
+        service._engine_replacing = False
     if service.status == "ACTIVE" and service.deployments[0]["rolloutState"] == "COMPLETED":
         _event(service, f"(service {service.name}) has reached a steady state.")
 
 
 def _in_progress(service) -> bool:
+    """A deployment in progress, or a steady service replacing stopped tasks it could not place."""
     return (_is_scheduled(service) and service.status == "ACTIVE" and bool(service.deployments)
-            and service.deployments[0].get("rolloutState") == "IN_PROGRESS")
+            and (service.deployments[0].get("rolloutState") == "IN_PROGRESS"
+                 or getattr(service, "_engine_replacing", False)))
 
 
 def schedule(backend, service, new_deployment: bool = False) -> None:

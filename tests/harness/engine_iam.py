@@ -31,6 +31,8 @@ credentials and nothing it does is authorized. Pinned to moto 5.2.5 (MOTO_VERSIO
 import json
 import logging
 import re
+import threading
+import time
 import warnings
 from typing import Callable, Iterable, NamedTuple, Optional
 from urllib.parse import parse_qsl, unquote
@@ -310,8 +312,12 @@ def authorize(response):
         return None
     service_model = get_service_model(response.boto3_service_name)
     protocol = response.determine_response_protocol(service_model)
+    request = _request(response, protocol)
     decision = decide(_role_documents(session.account_id, session.role_arn), action,
-                      resources_of(action, _request(response, protocol)))
+                      resources_of(action, request))
+    with _calls_lock:
+        calls.append({"Role": session.role_arn.split("/")[-1], "Action": action, "Params": request.params,
+                      "Allowed": decision.allowed, "At": time.time()})
     if decision.allowed:
         return None
     code, status = DENIALS.get(protocol, DENIALS["query"])
@@ -326,6 +332,10 @@ def authorize(response):
 
 
 _installed = False
+# Every call a role session (a provider function) made, oldest first: what a test asserts the
+# functions sent (moto's state alone hides what was asked, e.g. a strategy it drops).
+calls: list = []
+_calls_lock = threading.Lock()
 
 
 def install() -> None:

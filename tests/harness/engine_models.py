@@ -10,6 +10,9 @@ Each patch closes one gap our templates hit; moto's own API paths are left alone
 - NAT gateways: moto marks a deleted NAT `deleted` but keeps its network interface (and the
   address association) forever; AWS releases both, so a deleted VPC would leave an orphan ENI.
 - ECR repositories: moto ignores EmptyOnDelete (a stack delete fails once images were pushed).
+- AWS::Lambda::Permission: moto adds the statement but returns an object without a physical id
+  (the engine cannot record it) and never removes the statement; here it gets the
+  `<function>|<statement id>` id and its delete removes the statement.
 - Deletes moto does not implement for our types (it skips them silently, leaving the cluster,
   listeners, target groups and task definitions behind after a stack delete): DELETERS below.
 """
@@ -104,6 +107,35 @@ def _delete_vpc_endpoint(resource, props, account_id, region_name):
     ec2_backends[account_id][region_name].delete_vpc_endpoints([resource.id])
 
 
+class _Permission:
+    """An AWS::Lambda::Permission as the engine records it."""
+
+    def __init__(self, function_name: str, statement_id: str):
+        self.function_name, self.statement_id = function_name, statement_id
+        self.physical_resource_id = f"{function_name}|{statement_id}"
+
+
+def _create_permission(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+    import json
+
+    from moto.awslambda.utils import get_backend
+
+    properties = dict(cloudformation_json["Properties"])
+    statement_id = properties.pop("StatementId", None) or f"{kwargs.get('LogicalId', 'Permission')}-{mock_random.get_random_hex(8)}"
+    function = get_backend(account_id, region_name).get_function(properties["FunctionName"])
+    function.policy.add_statement(raw=json.dumps(dict(properties, StatementId=statement_id)))
+    return _Permission(function.function_name, statement_id)
+
+
+def _delete_permission(resource, props, account_id, region_name):
+    from moto.awslambda.utils import get_backend
+
+    try:
+        get_backend(account_id, region_name).get_function(resource.function_name).policy.del_statement(resource.statement_id)
+    except Exception:  # noqa: BLE001 - the function (and its policy) may be gone already
+        pass
+
+
 # resource type -> delete(resource, resolved properties, account_id, region_name), used by the
 # engine instead of moto's own.
 DELETERS = {
@@ -111,6 +143,7 @@ DELETERS = {
     "AWS::ECS::Cluster": _delete_cluster,
     "AWS::ECS::TaskDefinition": _deregister_task_definition,
     "AWS::EC2::VPCEndpoint": _delete_vpc_endpoint,
+    "AWS::Lambda::Permission": _delete_permission,
     "AWS::ElasticLoadBalancingV2::Listener": _delete_listener,
     "AWS::ElasticLoadBalancingV2::TargetGroup": _delete_target_group,
 }
@@ -143,4 +176,7 @@ def install() -> None:
         raise RuntimeError(f"engine_models patches moto {MOTO_VERSION}, found {moto.__version__}")
     _patch_nat_gateway_delete()
     ecs_models.TaskDefinition.create_from_cloudformation_json = classmethod(_create_task_definition)
+    from moto.awslambda import models as lambda_models
+
+    lambda_models.Permission.create_from_cloudformation_json = classmethod(_create_permission)
     ecs_models.TaskDefinition.update_from_cloudformation_json = classmethod(_update_task_definition)

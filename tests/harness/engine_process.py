@@ -80,6 +80,32 @@ class EngineProcess:
                             aws_access_key_id="testing", aws_secret_access_key="testing",
                             aws_session_token="testing")
 
+    def _post(self, path: str, body: dict) -> dict:
+        request = urllib.request.Request(self.control + path, data=json.dumps(body).encode(), method="POST",
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+
+    def fire_schedules(self, at: float) -> int:
+        """Every scheduled EventBridge rule fires once, its event time `at` (epoch seconds)."""
+        return self._post("/events/schedule", {"Time": at})["Fired"]
+
+    def interrupt_spot(self, cluster: str, service: str) -> list:
+        """A Spot reclaim of the service's FARGATE_SPOT tasks; returns their ids."""
+        return self._post("/ecs/interrupt-spot", {"Cluster": cluster, "Service": service})["Stopped"]
+
+    def event_deliveries(self) -> list:
+        """Every EventBridge delivery to a Lambda target, oldest first, with its outcome."""
+        with urllib.request.urlopen(self.control + "/events", timeout=10) as response:
+            return json.loads(response.read())
+
+    def calls(self, role_contains: str = "", action: str = "") -> list:
+        """AWS calls the provider functions made (role session name, action, parameters), oldest
+        first, filtered by a part of the role's name and the IAM action (e.g. "ecs:UpdateService")."""
+        with urllib.request.urlopen(self.control + "/calls", timeout=10) as response:
+            found = json.loads(response.read())
+        return [c for c in found if role_contains in c["Role"] and (not action or c["Action"] == action)]
+
     def requests(self) -> list:
         """Every custom-resource request the engine sent, oldest first, with the answers it got."""
         with urllib.request.urlopen(self.control + "/requests", timeout=10) as response:

@@ -20,6 +20,7 @@ pub mod de;
 pub mod deliver;
 pub mod ecs;
 pub mod error;
+pub mod fallback;
 pub mod handover;
 pub mod properties;
 pub mod provider;

@@ -15,13 +15,28 @@ pub const REQUEST_ID: &str = "custom-resource:request-id";
 /// no longer owns it).
 pub const TEMPLATE_DESIRED_COUNT: &str = "custom-resource:desired-count";
 
+/// On an ECS service made by `Custom::FargateService`: the template's capacity-provider strategy
+/// (`fallback::strategy_tag`), which `spot-fallback` returns to after a fallback.
+pub const TEMPLATE_STRATEGY: &str = "custom-resource:template-strategy";
+
+/// On an ECS service `spot-fallback` has shifted towards FARGATE: its state (`fallback::State`).
+/// `Custom::FargateService` applies it to a new template strategy on Update.
+pub const SPOT_FALLBACK: &str = "custom-resource:spot-fallback";
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn every_key_carries_the_reserved_prefix() {
-        for key in [STACK_ID, LOGICAL_ID, REQUEST_ID, TEMPLATE_DESIRED_COUNT] {
+        for key in [
+            STACK_ID,
+            LOGICAL_ID,
+            REQUEST_ID,
+            TEMPLATE_DESIRED_COUNT,
+            TEMPLATE_STRATEGY,
+            SPOT_FALLBACK,
+        ] {
             assert!(key.starts_with(PREFIX), "{key}");
         }
     }

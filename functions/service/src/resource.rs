@@ -16,7 +16,8 @@ use aws_sdk_ecs::types::{
     LaunchType, LoadBalancer, NetworkConfiguration, PropagateTags, Service, ServiceField, Tag,
     Task,
 };
-use custom_resource::tags::TEMPLATE_DESIRED_COUNT;
+use custom_resource::fallback::{self, State as FallbackState};
+use custom_resource::tags::{SPOT_FALLBACK, TEMPLATE_DESIRED_COUNT, TEMPLATE_STRATEGY};
 use custom_resource::{Completion, Context, Outcome, Request, Resource};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -101,6 +102,37 @@ fn strategy_items(items: &[StrategyItem]) -> Vec<CapacityProviderStrategyItem> {
         .collect()
 }
 
+/// The template's strategy in the shared form (`custom_resource::fallback`): the properties', or
+/// the cluster's default when they give none.
+fn template_strategy(props: &ServiceProperties, checked: &Checked) -> Vec<fallback::Item> {
+    if props.capacity_provider_strategy.is_empty() {
+        return fallback::parse_strategy(&checked.default_strategy).unwrap_or_default();
+    }
+    props
+        .capacity_provider_strategy
+        .iter()
+        .map(|i| fallback::Item::new(&i.capacity_provider, i.weight, i.base))
+        .collect()
+}
+
+/// The strategy an Update sends: the template's, with a Spot fallback in progress applied on top
+/// (it stays until `spot-fallback` sees Spot recover).
+fn applied_strategy(new: &[StrategyItem], state: FallbackState) -> Vec<StrategyItem> {
+    let template: Vec<fallback::Item> = new
+        .iter()
+        .map(|i| fallback::Item::new(&i.capacity_provider, i.weight, i.base))
+        .collect();
+    state
+        .strategy(&template)
+        .into_iter()
+        .map(|i| StrategyItem {
+            capacity_provider: i.provider,
+            weight: i.weight,
+            base: i.base,
+        })
+        .collect()
+}
+
 fn network(props: &ServiceProperties) -> Option<NetworkConfiguration> {
     let vpc = AwsVpcConfiguration::builder()
         .set_subnets(Some(props.subnets.clone()))
@@ -178,6 +210,10 @@ fn create_request(
         ecs_tag(TAG_STACK, &ctx.stack_id),
         ecs_tag(TAG_LOGICAL, &ctx.logical_resource_id),
         ecs_tag(TEMPLATE_DESIRED_COUNT, &props.desired_count.to_string()),
+        ecs_tag(
+            TEMPLATE_STRATEGY,
+            &fallback::strategy_tag(&template_strategy(props, checked)),
+        ),
     ];
     let awaiting = image_plan(&checked.missing_images, true, false);
     if let ImagePlan::Await(images) = &awaiting {
@@ -224,12 +260,14 @@ fn create_request(
 }
 
 /// The settings an Update changes in place on top of `request`, and their property names. A
-/// strategy change forces a new deployment (a new mix only takes effect with one).
+/// strategy change forces a new deployment (a new mix only takes effect with one), and keeps a
+/// Spot fallback in progress (`fallback`) on top of the new mix.
 fn in_place_changes(
     mut request: UpdateServiceFluentBuilder,
     old: &ServiceProperties,
     new: &ServiceProperties,
     no_default_strategy: bool,
+    fallback: FallbackState,
 ) -> Result<(UpdateServiceFluentBuilder, Vec<&'static str>), ServiceError> {
     let mut changed = Vec::new();
     if old.capacity_provider_strategy != new.capacity_provider_strategy {
@@ -241,7 +279,10 @@ fn in_place_changes(
         }
         // A new mix only takes effect with a new deployment.
         request = request
-            .set_capacity_provider_strategy(Some(strategy_items(&new.capacity_provider_strategy)))
+            .set_capacity_provider_strategy(Some(strategy_items(&applied_strategy(
+                &new.capacity_provider_strategy,
+                fallback,
+            ))))
             .force_new_deployment(true);
         changed.push("CapacityProviderStrategy");
     }
@@ -477,7 +518,17 @@ impl FargateService {
             )));
         };
         let awaiting = tag_of(&current, TAG_AWAITING_IMAGE).is_some();
-        let recorded_count = tag_of(&current, TEMPLATE_DESIRED_COUNT).map(str::to_owned);
+        let recorded = (
+            tag_of(&current, TEMPLATE_DESIRED_COUNT).map(str::to_owned),
+            tag_of(&current, TEMPLATE_STRATEGY).map(str::to_owned),
+        );
+        let fallback = match FallbackState::parse(tag_of(&current, SPOT_FALLBACK)) {
+            Ok(state) => state,
+            Err(problem) => {
+                tracing::warn!(%problem, "unreadable spot-fallback tag: the template's strategy applies");
+                FallbackState::Normal
+            }
+        };
         let plan = image_plan(&checked.missing_images, false, awaiting);
         if let ImagePlan::Refuse(reason) = &plan {
             return Err(ServiceError::property(
@@ -508,8 +559,13 @@ impl FargateService {
             request = request.desired_count(desired);
             changed.push("DesiredCount");
         }
-        let (request, more) =
-            in_place_changes(request, old, new, checked.default_strategy.is_empty())?;
+        let (request, more) = in_place_changes(
+            request,
+            old,
+            new,
+            checked.default_strategy.is_empty(),
+            fallback,
+        )?;
         changed.extend(more);
         let service = if changed.is_empty() {
             info!("no service setting changed: no UpdateService call");
@@ -526,7 +582,7 @@ impl FargateService {
             })?
         };
         self.retag(physical_id, old, new).await?;
-        self.record_template_count(physical_id, recorded_count.as_deref(), new)
+        self.record_template(physical_id, recorded, new, &checked)
             .await?;
         let service = self.mark_awaiting(physical_id, service, &plan).await?;
         Ok(self.settle(new, &service, &checked, Completion::unchanged()))
@@ -580,22 +636,40 @@ impl FargateService {
         Ok(service)
     }
 
-    /// Keeps the template's DesiredCount on the service (for the scaling resource's Delete).
-    async fn record_template_count(
+    /// Keeps the template's DesiredCount (for the scaling resource's Delete) and strategy (for
+    /// `spot-fallback`'s return) on the service, in one TagResource when either changed.
+    async fn record_template(
         &self,
         arn: &str,
-        recorded: Option<&str>,
+        (count, strategy): (Option<String>, Option<String>),
         props: &ServiceProperties,
+        checked: &Checked,
     ) -> Result<(), ServiceError> {
-        let count = props.desired_count.to_string();
-        if recorded == Some(count.as_str()) {
+        let wanted = [
+            (
+                TEMPLATE_DESIRED_COUNT,
+                props.desired_count.to_string(),
+                count,
+            ),
+            (
+                TEMPLATE_STRATEGY,
+                fallback::strategy_tag(&template_strategy(props, checked)),
+                strategy,
+            ),
+        ];
+        let changed: Vec<Tag> = wanted
+            .iter()
+            .filter(|(_, value, recorded)| recorded.as_deref() != Some(value.as_str()))
+            .map(|(key, value, _)| ecs_tag(key, value))
+            .collect();
+        if changed.is_empty() {
             return Ok(());
         }
         self.c
             .ecs
             .tag_resource()
             .resource_arn(arn)
-            .tags(ecs_tag(TEMPLATE_DESIRED_COUNT, &count))
+            .set_tags(Some(changed))
             .send()
             .await
             .map_err(ServiceError::aws("TagResource"))?;
@@ -896,7 +970,8 @@ mod tests {
         let new = service_props(json!({"CapacityProviderStrategy": [
             {"CapacityProvider": "FARGATE", "Weight": "1", "Base": "1"},
             {"CapacityProvider": "FARGATE_SPOT", "Weight": "3"}]}));
-        let (request, changed) = in_place_changes(update_request(), &old, &new, false).unwrap();
+        let (request, changed) =
+            in_place_changes(update_request(), &old, &new, false, FallbackState::Normal).unwrap();
         assert_eq!(changed, vec!["CapacityProviderStrategy"]);
         let input = request.as_input();
         assert_eq!(input.get_force_new_deployment(), &Some(true));
@@ -916,9 +991,52 @@ mod tests {
     }
 
     #[test]
+    fn a_strategy_change_during_a_spot_fallback_sends_the_new_mix_with_the_fallback_on_top() {
+        let old = service_props(json!({}));
+        let new = service_props(json!({"CapacityProviderStrategy": [
+            {"CapacityProvider": "FARGATE", "Weight": "1"},
+            {"CapacityProvider": "FARGATE_SPOT", "Weight": "3"}]}));
+        let engaged = FallbackState::Fallback {
+            base: 4,
+            attempts: 0,
+            retry_at: 0,
+        };
+        let (request, changed) =
+            in_place_changes(update_request(), &old, &new, false, engaged).unwrap();
+        assert_eq!(changed, vec!["CapacityProviderStrategy"]);
+        let sent: Vec<(String, i32, i32)> = request
+            .as_input()
+            .get_capacity_provider_strategy()
+            .clone()
+            .unwrap()
+            .iter()
+            .map(|i| (i.capacity_provider().to_owned(), i.weight(), i.base()))
+            .collect();
+        assert_eq!(
+            sent,
+            vec![("FARGATE".into(), 1, 4), ("FARGATE_SPOT".into(), 3, 0)]
+        );
+        // Unchanged properties leave the fallback's strategy alone.
+        let (request, changed) =
+            in_place_changes(update_request(), &new, &new, false, engaged).unwrap();
+        assert!(changed.is_empty());
+        assert!(request
+            .as_input()
+            .get_capacity_provider_strategy()
+            .is_none());
+    }
+
+    #[test]
     fn unchanged_properties_send_nothing() {
         let props = service_props(json!({}));
-        let (request, changed) = in_place_changes(update_request(), &props, &props, false).unwrap();
+        let (request, changed) = in_place_changes(
+            update_request(),
+            &props,
+            &props,
+            false,
+            FallbackState::Normal,
+        )
+        .unwrap();
         assert!(changed.is_empty());
         assert!(request.as_input().get_force_new_deployment().is_none());
     }
@@ -927,7 +1045,8 @@ mod tests {
     fn network_and_platform_changes_send_only_those() {
         let old = service_props(json!({}));
         let new = service_props(json!({"Subnets": "subnet-3", "PlatformVersion": "1.4.0"}));
-        let (request, changed) = in_place_changes(update_request(), &old, &new, false).unwrap();
+        let (request, changed) =
+            in_place_changes(update_request(), &old, &new, false, FallbackState::Normal).unwrap();
         assert_eq!(changed, vec!["NetworkConfiguration", "PlatformVersion"]);
         let input = request.as_input();
         let subnets = input
@@ -944,7 +1063,9 @@ mod tests {
     fn removing_the_strategy_without_a_cluster_default_is_refused_naming_it() {
         let old = service_props(json!({}));
         let new = service_props(json!({"CapacityProviderStrategy": []}));
-        let Err(error) = in_place_changes(update_request(), &old, &new, true) else {
+        let Err(error) =
+            in_place_changes(update_request(), &old, &new, true, FallbackState::Normal)
+        else {
             panic!("accepted");
         };
         assert!(
