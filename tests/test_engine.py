@@ -260,6 +260,37 @@ def test_deleting_a_stack_sends_delete_and_removes_its_resources(engine):
     assert not [r for r in iam.list_roles()["Roles"] if r["RoleName"].startswith("delete-")]
 
 
+CONDITIONAL = """
+AWSTemplateFormatVersion: "2010-09-09"
+Description: a queue that exists only while Keep is yes
+Parameters:
+  Keep: {Type: String, AllowedValues: ["yes", "no"]}
+Conditions:
+  KeepQueue: !Equals [!Ref Keep, "yes"]
+Resources:
+  Queue:
+    Type: AWS::SQS::Queue
+    Condition: KeepQueue
+  Topic:
+    Type: AWS::SNS::Topic
+"""
+
+
+def test_a_resource_whose_condition_turns_false_on_update_is_deleted_and_comes_back_when_true(engine):
+    cfn, sqs = engine.client("cloudformation"), engine.client("sqs")
+    cfn.create_stack(StackName="conditional", TemplateBody=CONDITIONAL, Parameters=params(Keep="yes"))
+    assert wait(cfn, "conditional")["StackStatus"] == "CREATE_COMPLETE"
+    assert len(sqs.list_queues().get("QueueUrls", [])) == 1
+    cfn.update_stack(StackName="conditional", TemplateBody=CONDITIONAL, Parameters=params(Keep="no"))
+    assert wait(cfn, "conditional")["StackStatus"] == "UPDATE_COMPLETE"
+    assert sqs.list_queues().get("QueueUrls", []) == []
+    assert [r["LogicalResourceId"] for r in cfn.describe_stack_resources(StackName="conditional")["StackResources"]] == ["Topic"]
+    cfn.update_stack(StackName="conditional", TemplateBody=CONDITIONAL, Parameters=params(Keep="yes"))
+    assert wait(cfn, "conditional")["StackStatus"] == "UPDATE_COMPLETE"
+    assert len(sqs.list_queues().get("QueueUrls", [])) == 1
+    cfn.delete_stack(StackName="conditional")
+
+
 # -- the engine's template functions on their own (no processes) ------------------------------
 def resolver(values=None, resources=None, template=None):
     from types import SimpleNamespace

@@ -4,6 +4,7 @@ engine, with the three provider binaries as Lambda zips. The scenario runs in or
 continues from the state the previous one left."""
 import json
 import subprocess
+import time
 
 import pytest
 import stackctl
@@ -47,6 +48,11 @@ def service(engine) -> dict:
     return ecs.describe_services(cluster=found["ClusterName"], services=[found["ServiceArn"]])["services"][0]
 
 
+def service_tags(engine) -> list:
+    ecs, found = engine.client("ecs"), outputs(engine)
+    return ecs.describe_services(cluster=found["ClusterName"], services=[found["ServiceArn"]], include=["TAGS"])["services"][0].get("tags", [])
+
+
 def tasks_per_provider(engine) -> dict:
     ecs, found = engine.client("ecs"), outputs(engine)
     arns = ecs.list_tasks(cluster=found["ClusterName"], serviceName="shop")["taskArns"]
@@ -77,6 +83,10 @@ def test_the_first_deploy_on_a_fresh_account_creates_everything_and_waits_for_th
     assert "Next step: No image yet" in result.stdout
     assert f"docker push {found['RepositoryUri']}:v1" in result.stdout
     assert "make deploy ENV=dev SET=ImageTag=v1" in result.stdout
+    # SpotFallback is off by default: no rule, no function, no role for it
+    assert env.client("events").list_rules()["Rules"] == []
+    assert [f for f in env.client("lambda").list_functions()["Functions"] if "SpotFallback" in f["FunctionName"]] == []
+    assert [r for r in env.client("iam").list_roles()["Roles"] if "SpotFallback" in r["RoleName"]] == []
     # dev.json: two AZs behind one NAT gateway
     ec2 = env.client("ec2")
     subnets = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [found["VpcId"]]}])["Subnets"]
@@ -182,6 +192,32 @@ def test_make_weights_is_a_console_style_update_that_keeps_every_other_parameter
     assert tasks_per_provider(env) == {"FARGATE": 1, "FARGATE_SPOT": 3}
     listing = make(env, "tasks", "ENV=dev")
     assert listing.returncode == 0 and "FARGATE 1 (25%), FARGATE_SPOT 3 (75%); 4 tasks" in listing.stdout
+
+
+def test_spot_fallback_is_one_parameter_and_moves_a_spot_reclaim_to_fargate(env):
+    result = make(env, "deploy", "ENV=dev", f"SET={SET} ImageTag=v1 FargateWeight=1 FargateBase=0 FargateSpotWeight=3 SpotFallback=Enabled")
+    assert result.returncode == 0
+    rules = {r["Name"]: r for r in env.client("events").list_rules()["Rules"]}
+    assert sorted(r.get("ScheduleExpression", "pattern") for r in rules.values()) == ["pattern", "pattern", "rate(1 minute)"]
+    assert "SpotFallbackFunction" in outputs(env)
+    assert tasks_per_provider(env) == {"FARGATE": 1, "FARGATE_SPOT": 3}
+    with env.knobs(SPOT_CAPACITY="unavailable"):
+        assert len(env.interrupt_spot(outputs(env)["ClusterName"], "shop")) == 3
+        end = time.monotonic() + 60
+        while tasks_per_provider(env) != {"FARGATE": 4} and time.monotonic() < end:
+            time.sleep(0.5)
+        assert tasks_per_provider(env) == {"FARGATE": 4}
+        assert [(i["capacityProvider"], i.get("base", 0)) for i in service(env)["capacityProviderStrategy"]] == \
+            [("FARGATE", 4), ("FARGATE_SPOT", 0)]
+    # turning it off again removes the rules, the function and its role, and ends the fallback
+    result = make(env, "deploy", "ENV=dev", f"SET={SET} ImageTag=v1 SpotFallback=Disabled")
+    assert result.returncode == 0
+    assert env.client("events").list_rules()["Rules"] == []
+    assert [f for f in env.client("lambda").list_functions()["Functions"] if "SpotFallback" in f["FunctionName"]] == []
+    assert [(i["capacityProvider"], i.get("base", 0)) for i in service(env)["capacityProviderStrategy"]] == \
+        [("FARGATE", 0), ("FARGATE_SPOT", 0)]
+    assert "custom-resource:spot-fallback" not in {t["key"] for t in service_tags(env)}
+    assert tasks_per_provider(env) == {"FARGATE": 1, "FARGATE_SPOT": 3}
 
 
 def test_bad_weights_are_refused_before_anything_is_sent(env):

@@ -6,12 +6,13 @@ event time it gives, so quiet periods pass in seconds. The scenario runs in orde
 continuing from the state the previous one left, and asserts the exact UpdateService requests the
 function sent (the engine's call log), the state tag and the tasks per provider."""
 import json
+import shutil
 import time
 
 import pytest
 import stackctl
 
-from conftest import engine_for_deploys
+from conftest import LOGS, engine_for_deploys
 from harness.engine_process import settle
 
 BUCKET = "spot-fallback-code"
@@ -29,6 +30,7 @@ NEW_MIX = [{"CapacityProvider": "FARGATE", "Weight": 2}, {"CapacityProvider": "F
 
 @pytest.fixture(scope="module")
 def engine():
+    shutil.rmtree(LOGS / "spot-fallback", ignore_errors=True)  # the log test counts this run's lines
     engine = engine_for_deploys("spot-fallback", BUCKET)
     s3 = engine.client("s3")
     for function in stackctl.FUNCTIONS:
@@ -80,7 +82,8 @@ def service_template(strategy) -> str:
             "ServiceToken": {"Fn::ImportValue": f"{PROVIDER}-ServiceServiceToken"},
             "Cluster": "app", "ServiceName": "web", "TaskDefinition": "web:1",
             "Subnets": {"Ref": "Subnets"}, "SecurityGroups": [{"Ref": "SecurityGroup"}],
-            "DesiredCount": 4, "CapacityProviderStrategy": strategy, "WaitForSteadyState": True}}},
+            "DesiredCount": 4, "CapacityProviderStrategy": strategy, "WaitForSteadyState": True,
+            "SpotFallback": True}}},
         "Outputs": {"ServiceArn": {"Value": {"Fn::GetAtt": ["Service", "ServiceArn"]}}},
     })
 
@@ -236,3 +239,25 @@ def test_every_change_is_one_structured_log_event(engine):
     # engage, retry, back off, retry, recovered
     assert len(changes) == 5, changes
     assert {"from", "to", "strategy", "why"} <= set(changes[0].get("fields", changes[0]))
+
+
+def test_without_its_lambda_permission_a_rule_delivers_nothing_and_says_why(engine):
+    """The engine holds EventBridge to AWS's rule: a rule invokes a function only if the function's
+    resource policy allows events.amazonaws.com from that rule's ARN."""
+    name = outputs(engine.client("cloudformation"), FALLBACK_STACK)["FunctionName"]
+    lam = engine.client("lambda")
+    policy = json.loads(lam.get_policy(FunctionName=name)["Policy"])
+    for statement in policy["Statement"]:
+        lam.remove_permission(FunctionName=name, StatementId=statement["Sid"])
+    updates_before, deliveries_before = len(fallback_updates(engine)), len(engine.event_deliveries())
+    engine.knobs_file._write({"SPOT_CAPACITY": "unavailable"})
+    try:
+        assert len(engine.interrupt_spot("app", "web")) == 2
+        wait_until(lambda: len(engine.event_deliveries()) > deliveries_before, "the deliveries")
+        settled(engine)
+    finally:
+        engine.knobs_file._write({})
+    new = engine.event_deliveries()[deliveries_before:]
+    assert new and all(d["Outcome"].startswith("refused: the resource policy of") for d in new), new
+    assert "AWS::Lambda::Permission" in new[0]["Outcome"]
+    assert len(fallback_updates(engine)) == updates_before

@@ -911,6 +911,8 @@ class Engine:
             for logical_id in order(template):
                 spec = template["Resources"][logical_id]
                 if spec.get("Condition") and not ctx.condition(spec["Condition"]):
+                    # A resource whose condition turned false is deleted in cleanup, like a removed one.
+                    state.resources.pop(logical_id, None)
                     continue
                 self._update_resource(stack, ctx, logical_id, spec, old[4], old[5], actions, cleanup)
             state.template, state.raw_params, state.no_echo = template, raw, no_echo

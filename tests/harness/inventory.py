@@ -41,6 +41,8 @@ def inventory(client: Callable) -> dict:
             ServiceNamespace="ecs")["ScalableTargets"]],
         "scaling policies": [p["PolicyName"] for p in client("application-autoscaling").describe_scaling_policies(
             ServiceNamespace="ecs")["ScalingPolicies"]],
+        "eventbridge rules": [r["Name"] for r in client("events").list_rules()["Rules"]],
+        "sqs queues": client("sqs").list_queues().get("QueueUrls", []),
         "ssm parameters": [p["Name"] for p in client("ssm").describe_parameters()["Parameters"]],
         "stacks": [s["StackName"] for s in client("cloudformation").list_stacks()["StackSummaries"]
                    if s["StackStatus"] != "DELETE_COMPLETE"],

@@ -117,6 +117,11 @@ pub struct ServiceProperties {
     /// Default false. In place.
     #[serde(default, deserialize_with = "de::boolean")]
     pub enable_execute_command: bool,
+    /// Default false. Whether `spot-fallback` manages the service: an Update keeps a fallback in
+    /// progress on top of a new strategy; with false, an Update ends one it left (the template's
+    /// strategy again, its state tag removed). In place.
+    #[serde(default, deserialize_with = "de::boolean")]
+    pub spot_fallback: bool,
     /// Default LATEST. In place.
     #[serde(default = "latest")]
     pub platform_version: String,

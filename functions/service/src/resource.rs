@@ -259,18 +259,46 @@ fn create_request(
     request
 }
 
+/// What an Update does about a Spot fallback the service is in (its `custom-resource:spot-fallback`
+/// tag): keep it on top of the new strategy while `spot-fallback` manages the service, end it
+/// (send the template's strategy, remove the tag) once the template turned the function off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FallbackPlan {
+    Keep(FallbackState),
+    End,
+}
+
+impl FallbackPlan {
+    fn of(tag: Option<&str>, managed: bool) -> Self {
+        match (tag, managed) {
+            (None, _) => FallbackPlan::Keep(FallbackState::Normal),
+            (Some(_), false) => FallbackPlan::End,
+            (Some(text), true) => FallbackPlan::Keep(FallbackState::parse(Some(text)).unwrap_or_else(|problem| {
+                tracing::warn!(%problem, "unreadable spot-fallback tag: the template's strategy applies");
+                FallbackState::Normal
+            })),
+        }
+    }
+}
+
 /// The settings an Update changes in place on top of `request`, and their property names. A
 /// strategy change forces a new deployment (a new mix only takes effect with one), and keeps a
-/// Spot fallback in progress (`fallback`) on top of the new mix.
+/// Spot fallback in progress on top of the new mix, or ends it (`fallback`).
 fn in_place_changes(
     mut request: UpdateServiceFluentBuilder,
     old: &ServiceProperties,
     new: &ServiceProperties,
     no_default_strategy: bool,
-    fallback: FallbackState,
+    fallback: FallbackPlan,
 ) -> Result<(UpdateServiceFluentBuilder, Vec<&'static str>), ServiceError> {
     let mut changed = Vec::new();
-    if old.capacity_provider_strategy != new.capacity_provider_strategy {
+    let state = match fallback {
+        FallbackPlan::Keep(state) => state,
+        FallbackPlan::End => FallbackState::Normal,
+    };
+    if old.capacity_provider_strategy != new.capacity_provider_strategy
+        || (fallback == FallbackPlan::End && !new.capacity_provider_strategy.is_empty())
+    {
         if new.capacity_provider_strategy.is_empty() && no_default_strategy {
             return Err(ServiceError::property(
                 "CapacityProviderStrategy",
@@ -281,7 +309,7 @@ fn in_place_changes(
         request = request
             .set_capacity_provider_strategy(Some(strategy_items(&applied_strategy(
                 &new.capacity_provider_strategy,
-                fallback,
+                state,
             ))))
             .force_new_deployment(true);
         changed.push("CapacityProviderStrategy");
@@ -522,13 +550,7 @@ impl FargateService {
             tag_of(&current, TEMPLATE_DESIRED_COUNT).map(str::to_owned),
             tag_of(&current, TEMPLATE_STRATEGY).map(str::to_owned),
         );
-        let fallback = match FallbackState::parse(tag_of(&current, SPOT_FALLBACK)) {
-            Ok(state) => state,
-            Err(problem) => {
-                tracing::warn!(%problem, "unreadable spot-fallback tag: the template's strategy applies");
-                FallbackState::Normal
-            }
-        };
+        let fallback = FallbackPlan::of(tag_of(&current, SPOT_FALLBACK), new.spot_fallback);
         let plan = image_plan(&checked.missing_images, false, awaiting);
         if let ImagePlan::Refuse(reason) = &plan {
             return Err(ServiceError::property(
@@ -584,6 +606,17 @@ impl FargateService {
         self.retag(physical_id, old, new).await?;
         self.record_template(physical_id, recorded, new, &checked)
             .await?;
+        if fallback == FallbackPlan::End {
+            info!("spot fallback turned off: the template's strategy again, its state tag removed");
+            self.c
+                .ecs
+                .untag_resource()
+                .resource_arn(physical_id)
+                .tag_keys(SPOT_FALLBACK)
+                .send()
+                .await
+                .map_err(ServiceError::aws("UntagResource"))?;
+        }
         let service = self.mark_awaiting(physical_id, service, &plan).await?;
         Ok(self.settle(new, &service, &checked, Completion::unchanged()))
     }
@@ -970,8 +1003,14 @@ mod tests {
         let new = service_props(json!({"CapacityProviderStrategy": [
             {"CapacityProvider": "FARGATE", "Weight": "1", "Base": "1"},
             {"CapacityProvider": "FARGATE_SPOT", "Weight": "3"}]}));
-        let (request, changed) =
-            in_place_changes(update_request(), &old, &new, false, FallbackState::Normal).unwrap();
+        let (request, changed) = in_place_changes(
+            update_request(),
+            &old,
+            &new,
+            false,
+            FallbackPlan::Keep(FallbackState::Normal),
+        )
+        .unwrap();
         assert_eq!(changed, vec!["CapacityProviderStrategy"]);
         let input = request.as_input();
         assert_eq!(input.get_force_new_deployment(), &Some(true));
@@ -1001,8 +1040,14 @@ mod tests {
             attempts: 0,
             retry_at: 0,
         };
-        let (request, changed) =
-            in_place_changes(update_request(), &old, &new, false, engaged).unwrap();
+        let (request, changed) = in_place_changes(
+            update_request(),
+            &old,
+            &new,
+            false,
+            FallbackPlan::Keep(engaged),
+        )
+        .unwrap();
         assert_eq!(changed, vec!["CapacityProviderStrategy"]);
         let sent: Vec<(String, i32, i32)> = request
             .as_input()
@@ -1017,13 +1062,44 @@ mod tests {
             vec![("FARGATE".into(), 1, 4), ("FARGATE_SPOT".into(), 3, 0)]
         );
         // Unchanged properties leave the fallback's strategy alone.
-        let (request, changed) =
-            in_place_changes(update_request(), &new, &new, false, engaged).unwrap();
+        let (request, changed) = in_place_changes(
+            update_request(),
+            &new,
+            &new,
+            false,
+            FallbackPlan::Keep(engaged),
+        )
+        .unwrap();
         assert!(changed.is_empty());
         assert!(request
             .as_input()
             .get_capacity_provider_strategy()
             .is_none());
+    }
+
+    #[test]
+    fn an_update_after_spot_fallback_is_turned_off_sends_the_template_strategy_again() {
+        let props = service_props(json!({"CapacityProviderStrategy": [
+            {"CapacityProvider": "FARGATE", "Weight": "1"},
+            {"CapacityProvider": "FARGATE_SPOT", "Weight": "3"}]}));
+        let tag = Some("fallback base=4 attempts=0 retry-at=0");
+        assert_eq!(FallbackPlan::of(tag, false), FallbackPlan::End);
+        assert_eq!(
+            FallbackPlan::of(None, false),
+            FallbackPlan::Keep(FallbackState::Normal)
+        );
+        let (request, changed) =
+            in_place_changes(update_request(), &props, &props, false, FallbackPlan::End).unwrap();
+        assert_eq!(changed, vec!["CapacityProviderStrategy"]);
+        let bases: Vec<i32> = request
+            .as_input()
+            .get_capacity_provider_strategy()
+            .clone()
+            .unwrap()
+            .iter()
+            .map(|i| i.base())
+            .collect();
+        assert_eq!(bases, vec![0, 0]);
     }
 
     #[test]
@@ -1034,7 +1110,7 @@ mod tests {
             &props,
             &props,
             false,
-            FallbackState::Normal,
+            FallbackPlan::Keep(FallbackState::Normal),
         )
         .unwrap();
         assert!(changed.is_empty());
@@ -1045,8 +1121,14 @@ mod tests {
     fn network_and_platform_changes_send_only_those() {
         let old = service_props(json!({}));
         let new = service_props(json!({"Subnets": "subnet-3", "PlatformVersion": "1.4.0"}));
-        let (request, changed) =
-            in_place_changes(update_request(), &old, &new, false, FallbackState::Normal).unwrap();
+        let (request, changed) = in_place_changes(
+            update_request(),
+            &old,
+            &new,
+            false,
+            FallbackPlan::Keep(FallbackState::Normal),
+        )
+        .unwrap();
         assert_eq!(changed, vec!["NetworkConfiguration", "PlatformVersion"]);
         let input = request.as_input();
         let subnets = input
@@ -1063,9 +1145,13 @@ mod tests {
     fn removing_the_strategy_without_a_cluster_default_is_refused_naming_it() {
         let old = service_props(json!({}));
         let new = service_props(json!({"CapacityProviderStrategy": []}));
-        let Err(error) =
-            in_place_changes(update_request(), &old, &new, true, FallbackState::Normal)
-        else {
+        let Err(error) = in_place_changes(
+            update_request(),
+            &old,
+            &new,
+            true,
+            FallbackPlan::Keep(FallbackState::Normal),
+        ) else {
             panic!("accepted");
         };
         assert!(
