@@ -7,8 +7,12 @@ happen, outputs; no image yet, so the service waits with no task) -> push the fi
 make deploy with its tag -> make tasks -> make weights (a console-style update of the Spot weight:
 same service ARN, new strategy, the preflight check then exactly one Update to the service
 resource) -> make tasks -> a deploy of a tag never pushed, which fails fast naming it and leaves
-the service running -> make destroy -> checks the emulator holds nothing of the stack. Stops everything it started, also on failure.
+the service running -> SpotFallback=Enabled, a Spot reclaim with no Spot capacity left: the
+function moves the tasks to FARGATE, then (time passed on the engine's schedule) tries the mix
+again once capacity is back and keeps it -> make destroy -> checks the emulator holds nothing of
+the stack. Stops everything it started, also on failure.
 """
+import json
 import os
 import subprocess
 import sys
@@ -38,6 +42,61 @@ class StepFailed(Exception):
 def banner(number: int, text: str) -> None:
     bold, plain = ("\033[1m", "\033[0m") if sys.stdout.isatty() else ("", "")
     print(f"\n{bold}== {number}. {text}{plain}", flush=True)
+
+
+def fallback_changes(engine, since: int) -> list:
+    """The spot-fallback function's change events (one JSON log line each) after the first `since`."""
+    stack = engine.client("cloudformation").describe_stacks(StackName="shop-dev")["Stacks"][0]
+    name = next(o["OutputValue"] for o in stack["Outputs"] if o["OutputKey"] == "SpotFallbackFunction")
+    path = LOGS / f"{name}.log"
+    text = path.read_text(errors="replace") if path.exists() else ""
+    return [json.loads(line) for line in text.splitlines()
+            if line.startswith("{") and '"spot fallback change"' in line][since:]
+
+
+def tasks_per_provider(engine) -> dict:
+    ecs = engine.client("ecs")
+    arns = ecs.list_tasks(cluster="shop-dev", serviceName="shop", desiredStatus="RUNNING")["taskArns"]
+    found: dict = {}
+    for task in ecs.describe_tasks(cluster="shop-dev", tasks=arns)["tasks"] if arns else []:
+        found[task["capacityProviderName"]] = found.get(task["capacityProviderName"], 0) + 1
+    return found
+
+
+def wait_for_tasks(engine, wanted: dict, timeout: float = 60) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if tasks_per_provider(engine) == wanted:
+            return
+        time.sleep(0.5)
+    raise StepFailed(f"tasks per provider did not become {wanted} within {timeout:.0f} s")
+
+
+def spot_fallback(engine, make) -> None:
+    """Steps 10 and 11: Spot capacity drops, the fallback covers it; capacity returns, the mix is back."""
+    quiet = 15 * 60  # SpotFallbackQuietMinutes' default
+    seen, mix = len(fallback_changes(engine, 0)), tasks_per_provider(engine)
+    banner(10, "Spot capacity drops in every zone and Spot reclaims the service's FARGATE_SPOT tasks")
+    with engine.knobs(SPOT_CAPACITY="unavailable"):
+        stopped = engine.interrupt_spot("shop-dev", "shop")
+        print(f"{len(stopped)} Spot tasks interrupted (stopCode SpotInterruption); ECS cannot place them on Spot again")
+        wait_for_tasks(engine, {"FARGATE": 4})
+        for change in fallback_changes(engine, seen):
+            print(f"  spot-fallback: {change['from']} -> {change['to']}: {change['why']} (strategy {change['strategy']})")
+        make("tasks", "ENV=dev")
+    banner(11, "Spot capacity is back; 15 minutes pass (the engine's schedule fires with that time)")
+    seen = len(fallback_changes(engine, 0))
+    engine.fire_schedules(time.time() + quiet + 5)
+    wait_for_tasks(engine, mix)
+    engine.fire_schedules(time.time() + 2 * quiet + 10)
+    end = time.monotonic() + 60
+    while len(fallback_changes(engine, seen)) < 2 and time.monotonic() < end:
+        time.sleep(0.5)
+    for change in fallback_changes(engine, seen):
+        print(f"  spot-fallback: {change['from']} -> {change['to']}: {change['why']} (strategy {change['strategy']})")
+    if len(fallback_changes(engine, seen)) < 2:
+        raise StepFailed("the template's mix was not restored after Spot came back")
+    make("tasks", "ENV=dev")
 
 
 def main() -> int:
@@ -114,12 +173,16 @@ def main() -> int:
               f"  {failed[0]['Reason']}")
         make("tasks", "ENV=dev")
 
-        banner(9, "make destroy ENV=dev")
+        banner(9, "Spot fallback: one parameter turns it on (SpotFallback=Enabled; the mix is params/dev.json's again)")
+        make("deploy", "ENV=dev", f"SET={SET} ImageTag=v1 SpotFallback=Enabled")
+        spot_fallback(engine, make)
+
+        banner(12, "make destroy ENV=dev")
         make("destroy", "ENV=dev", "YES=1")
         deployed = False
         engine.client("ssm").delete_parameter(Name=SECRET)
 
-        banner(10, "what the emulator still holds")
+        banner(13, "what the emulator still holds")
         left = inventory(engine.client)
         if left:
             for kind, ids in left.items():
