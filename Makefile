@@ -26,7 +26,7 @@ LAMBDA_DIR ?= $(CARGO_TARGET_DIR)/lambda
 	package deploy weights tasks outputs events destroy
 
 help:
-	@echo "make demo   - one environment's life on the local engine: deploy, console-style Spot weight change, tasks per provider, destroy"
+	@echo "make demo   - one environment's life on the local engine: deploy, console-style Spot weight change, tasks per provider, a doomed deploy failing fast, Spot fallback and recovery, destroy"
 	@echo "make test   - every check: fmt, clippy, unit tests, scenarios through the real binaries, the environment end to end on the local engine, cfn-lint, checkov"
 	@echo "make soak   - every resource's lifecycle for SOAK_ROUNDS rounds (5) with 35% of AWS calls throttled and 5% answered 500; prints the figures"
 	@echo
@@ -55,7 +55,7 @@ binaries:
 	$(CARGO) build --workspace --all-targets --locked
 
 # Release zips for Lambda, built the way they are deployed (cargo lambda, zig linker, provided.al2023):
-# $(CARGO_TARGET_DIR)/lambda/{preflight,network,service,scaling}/bootstrap.zip (cargo lambda takes the target dir
+# $(CARGO_TARGET_DIR)/lambda/{preflight,network,service,scaling,spot-fallback}/bootstrap.zip (cargo lambda takes the target dir
 # from cargo metadata, which honours CARGO_TARGET_DIR); ARCH=arm64 for Graviton. Not part of
 # `make test`: a cold build took 12m20s and 11.7 GB of memory here.
 build: $(STAMP)
@@ -94,7 +94,8 @@ test: tools fmt-check binaries clippy unit integration lint
 	@echo "make test: all checks passed"
 
 # The product end to end on the local engine: release zips (make build), then deploy -> tasks ->
-# console-style weights update -> tasks -> destroy, checking nothing is left (tests/demo.py).
+# console-style weights update -> tasks -> a doomed deploy -> Spot fallback and recovery -> destroy,
+# checking nothing is left (tests/demo.py).
 demo: $(STAMP) build
 	$(VENV_PY) tests/demo.py
 

@@ -59,8 +59,8 @@ def world(engine) -> None:
         containerDefinitions=[{"name": "web", "image": "nginx", "essential": True}])
 
 
-def service_template(strategy) -> str:
-    return json.dumps({
+def service_template(strategy, **extra) -> str:
+    template = {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": "one service that waits for steady state",
         "Parameters": {"ServiceName": {"Type": "String"}, "Subnets": {"Type": "String"},
@@ -73,12 +73,14 @@ def service_template(strategy) -> str:
             "DesiredCount": 3, "CapacityProviderStrategy": strategy,
             "DeploymentCircuitBreaker": {"Enable": False, "Rollback": False},
             "WaitForSteadyState": True, "SteadyStateTimeoutSeconds": 600}}},
-    })
+    }
+    template["Resources"]["Service"]["Properties"].update(extra)
+    return json.dumps(template)
 
 
-def deploy(engine, name: str, strategy) -> dict:
+def deploy(engine, name: str, strategy, **extra) -> dict:
     cfn = engine.client("cloudformation")
-    cfn.create_stack(StackName=name, TemplateBody=service_template(strategy), Parameters=[
+    cfn.create_stack(StackName=name, TemplateBody=service_template(strategy, **extra), Parameters=[
         {"ParameterKey": "ServiceName", "ParameterValue": name},
         {"ParameterKey": "Subnets", "ParameterValue": ",".join(engine.subnets)},
         {"ParameterKey": "SecurityGroup", "ParameterValue": engine.group}])
@@ -144,6 +146,21 @@ def test_a_task_failure_waiting_cannot_fix_fails_the_deploy_quoting_it_and_the_r
     report(name, case, answer["At"] - first_signal(engine, name))
     [service] = engine.client("ecs").describe_services(cluster="app", services=[name])["services"]
     assert service["status"] != "ACTIVE", "the rollback Delete removed the service"
+
+
+def test_with_fail_fast_off_the_wait_answers_once_the_circuit_breaker_has_rolled_back(engine):
+    name = "ff-no-fail-fast"
+    knob = FATAL["crash"][0]
+    with engine.knobs(TASK_FAILURE=knob):
+        cfn = deploy(engine, name, ON_DEMAND_AND_SPOT, FailFast=False,
+                     DeploymentCircuitBreaker={"Enable": True, "Rollback": True})
+        stack = settle(cfn, name, timeout=300)
+    assert stack["StackStatus"] == "ROLLBACK_COMPLETE"
+    answer = create_answer(engine, name)
+    assert answer["Status"] == "FAILED"
+    assert "cannot succeed: task" not in answer["Reason"], "fail fast was off"
+    print(answer["Reason"])
+    assert "circuit breaker" in answer["Reason"].lower() or "rolled back" in answer["Reason"].lower(), answer["Reason"]
 
 
 def test_no_capacity_on_any_provider_of_the_strategy_fails_the_deploy_naming_it(engine):

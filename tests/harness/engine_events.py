@@ -5,10 +5,11 @@ Lambda target and never fires a schedule; this module does both, the way EventBr
   Task State Change") goes to the default bus; every ENABLED rule whose pattern matches (moto's own
   pattern matcher) delivers it to its Lambda targets as an asynchronous invocation.
 * A target is invoked only if the function's resource-based policy lets events.amazonaws.com
-  invoke it from that rule ("Amazon EventBridge (CloudWatch Events) needs permission to invoke your
-  function", Lambda Developer Guide, Using resource-based policies; AWS::Lambda::Permission with
-  Principal events.amazonaws.com and SourceArn the rule). Without it, AWS drops the event and
-  shows only FailedInvocations: here the delivery is recorded as refused, with the reason.
+  invoke it from that rule (AWS::Lambda::Permission with Principal events.amazonaws.com and
+  SourceArn the rule), or the target names a RoleArn ("If no execution role is configured,
+  EventBridge uses resource-based policies on the target resource", EventBridge User Guide,
+  Using resource-based policies). Without either, AWS drops the event and shows only
+  FailedInvocations: here the delivery is recorded as refused, with the reason.
 * `fire_schedules(at)`: every ENABLED rule with a ScheduleExpression delivers one "Scheduled
   Event" whose time is `at`. Time passes only when a test or the demo says so, so a quiet period
   of minutes is exercised in seconds (the function's clock is the event's time).
@@ -108,7 +109,8 @@ def _deliver_to_targets(rule, event: dict) -> None:
         except Exception:  # noqa: BLE001
             _record(rule, target, event, f"refused: no function {arn}")
             continue
-        problem = _permission_problem(function, rule.arn)
+        # A target with its own role is invoked with that role (not evaluated here).
+        problem = None if target.get("RoleArn") else _permission_problem(function, rule.arn)
         if problem:
             _record(rule, target, event, f"refused: {problem}")
             continue

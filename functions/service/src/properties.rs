@@ -128,6 +128,11 @@ pub struct ServiceProperties {
     /// Default true. In place.
     #[serde(default = "yes", deserialize_with = "de::boolean")]
     pub wait_for_steady_state: bool,
+    /// Default true. While waiting, answer FAILED at the first sign of a cause waiting cannot fix
+    /// (failfast.rs); false waits until ECS decides (the circuit breaker's rollback finished) or
+    /// SteadyStateTimeoutSeconds. In place.
+    #[serde(default = "yes", deserialize_with = "de::boolean")]
+    pub fail_fast: bool,
     /// Default 1800, 60..3500. In place.
     #[serde(default = "half_hour", deserialize_with = "de::number")]
     pub steady_state_timeout_seconds: i64,

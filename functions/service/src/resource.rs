@@ -82,6 +82,14 @@ struct Progress {
     wait_until_ms: u64,
     strategy: String,
     cluster_arn: String,
+    /// `FailFast`: answer FAILED at the first fatal sign (failfast.rs), or only once ECS has
+    /// decided. A wait saved before the property existed fails fast.
+    #[serde(default = "fail_fast_default")]
+    fail_fast: bool,
+}
+
+fn fail_fast_default() -> bool {
+    true
 }
 
 fn now_ms() -> u64 {
@@ -426,6 +434,7 @@ impl FargateService {
                 wait_until_ms: now_ms() + props.steady_state_timeout_seconds as u64 * 1000,
                 strategy,
                 cluster_arn: checked.cluster_arn.clone(),
+                fail_fast: props.fail_fast,
             },
         )
         .with_physical_id(arn)
@@ -813,6 +822,7 @@ impl FargateService {
                 wait_until_ms: 0,
                 strategy: String::new(),
                 cluster_arn: String::new(),
+                fail_fast: true,
             },
         ))
     }
@@ -870,11 +880,13 @@ impl FargateService {
                 recent_events(&service, 5)
             ))),
             Steadiness::Waiting(message) => {
-                let stopped = self.stopped_tasks(&saved.cluster, &service).await?;
-                if let Some(fatal) = failfast::fatal_cause(&service, &stopped) {
-                    return Err(ServiceError::Deployment(
-                        fatal.message(service.service_name().unwrap_or_default()),
-                    ));
+                if saved.fail_fast {
+                    let stopped = self.stopped_tasks(&saved.cluster, &service).await?;
+                    if let Some(fatal) = failfast::fatal_cause(&service, &stopped) {
+                        return Err(ServiceError::Deployment(
+                            fatal.message(service.service_name().unwrap_or_default()),
+                        ));
+                    }
                 }
                 if now_ms() >= saved.wait_until_ms {
                     return Err(ServiceError::Timeout(format!(
