@@ -22,7 +22,7 @@ STACKCTL  := $(VENV_PY) cloudformation/stackctl.py
 # Where `package` takes the provider zips from (<dir>/<function>/bootstrap.zip): make build's output.
 LAMBDA_DIR ?= $(CARGO_TARGET_DIR)/lambda
 
-.PHONY: help test demo demo-protocol soak binaries build zips fmt fmt-check clippy unit integration lint tools clean \
+.PHONY: help test demo demo-release demo-protocol soak binaries build zips fmt fmt-check clippy unit integration lint tools clean \
 	package deploy weights tasks outputs events destroy
 
 help:
@@ -93,11 +93,17 @@ lint: $(STAMP)
 test: tools fmt-check binaries clippy unit integration lint
 	@echo "make test: all checks passed"
 
-# The product end to end on the local engine: release zips (make build), then deploy -> tasks ->
-# console-style weights update -> tasks -> a doomed deploy -> Spot fallback and recovery -> destroy,
-# checking nothing is left (tests/demo.py).
-demo: $(STAMP) build
-	$(VENV_PY) tests/demo.py
+# The product end to end on the local engine: deploy -> tasks -> console-style weights update ->
+# tasks -> a doomed deploy -> Spot fallback and recovery -> destroy, checking nothing is left
+# (tests/demo.py). It deploys the debug binaries `make test` builds too, zipped as Lambda zips: one
+# build serves both commands (a cold release build alone takes 20 minutes here). `make demo-release`
+# deploys the release zips of `make build` instead, as a real account gets them.
+demo: $(STAMP)
+	$(CARGO) build --workspace --bins --locked
+	DEMO_ZIPS=debug $(VENV_PY) tests/demo.py
+
+demo-release: $(STAMP) build
+	LAMBDA_DIR=$(LAMBDA_DIR) $(VENV_PY) tests/demo.py
 
 # The protocol library's lifecycle rules through the example resource (tests/demo_protocol.py).
 demo-protocol: $(STAMP) binaries

@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 from conftest import ROOT, TARGET  # noqa: E402
-from harness.engine_process import EngineProcess  # noqa: E402
+from harness.engine_process import EngineProcess, zip_binary  # noqa: E402
 from harness.images import push_image  # noqa: E402
 from harness.inventory import inventory  # noqa: E402
 import stackctl  # noqa: E402
@@ -99,11 +99,25 @@ def spot_fallback(engine, make) -> None:
     make("tasks", "ENV=dev")
 
 
+def debug_zips() -> Path:
+    """Lambda zips of the debug binaries (make demo): the build make test shares."""
+    folder = TARGET / "demo-lambda"
+    for function in stackctl.FUNCTIONS:
+        binary = TARGET / "debug" / function
+        if binary.exists():
+            zip_binary(binary, folder / function / "bootstrap.zip")
+    return folder
+
+
 def main() -> int:
-    lambda_dir = Path(os.environ.get("LAMBDA_DIR") or TARGET / "lambda")
+    if os.environ.get("DEMO_ZIPS") == "debug":
+        lambda_dir = debug_zips()
+        print(f"deploying the debug build's binaries, zipped in {lambda_dir} (make demo-release: the release zips)")
+    else:
+        lambda_dir = Path(os.environ.get("LAMBDA_DIR") or TARGET / "lambda")
     missing = [f for f in stackctl.FUNCTIONS if not (lambda_dir / f / "bootstrap.zip").exists()]
     if missing:
-        print(f"no provider zips for {missing} in {lambda_dir}: run make build (make demo does)", file=sys.stderr)
+        print(f"no provider zips for {missing} in {lambda_dir}: run make build (make demo-release does)", file=sys.stderr)
         return 2
     engine = EngineProcess(LOGS, function_env=FUNCTION_ENV, custom_resource_timeout=600)
     started = time.monotonic()

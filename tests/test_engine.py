@@ -295,10 +295,10 @@ def test_a_resource_whose_condition_turns_false_on_update_is_deleted_and_comes_b
 def resolver(values=None, resources=None, template=None):
     from types import SimpleNamespace
 
-    from harness.engine import Context
+    from harness.template import Scope
 
     stack = SimpleNamespace(region_name="us-east-1", account_id="123456789012", stack_id="arn:stack/s/1", name="s")
-    return Context(None, stack, template or {"Resources": {}}, values or {}, resources or {})
+    return Scope(None, stack, template or {"Resources": {}}, values or {}, resources or {})
 
 
 def test_sub_resolves_parameters_attributes_with_dots_and_keeps_escaped_literals():
@@ -328,7 +328,7 @@ def test_conditions_novalue_select_split_and_join_behave_like_cloudformation():
 
 
 def test_resources_are_ordered_by_their_references_and_a_cycle_is_refused():
-    from harness.engine import order
+    from harness.template import order
 
     template = {"Resources": {"C": {"Type": "T", "Properties": {"X": {"Fn::GetAtt": ["B", "Arn"]}}},
                               "B": {"Type": "T", "Properties": {"Y": {"Fn::Sub": "${A}"}}},

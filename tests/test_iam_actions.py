@@ -35,7 +35,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.engine import parse_template  # tests/ is on sys.path (conftest.py)
+from harness.template import parse_template  # tests/ is on sys.path (conftest.py)
 
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS = ROOT / "functions"

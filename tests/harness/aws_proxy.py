@@ -79,11 +79,10 @@ import uuid
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from typing import Iterator, Optional
 from urllib.parse import parse_qsl, urlparse
 
-from .net import QuietHTTPServer
+from .net import QuietHandler, QuietHTTPServer
 
 _SERVICE = re.compile(r"Credential=[^/]+/\d+/[^/]+/([^/]+)/aws4_request")
 _SKIP_HEADERS = {"host", "connection", "transfer-encoding", "keep-alive", "content-length"}
@@ -361,12 +360,7 @@ class RecordingProxy:
     def _handler_class(self):
         proxy = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
+        class Handler(QuietHandler):
             def _relay(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""

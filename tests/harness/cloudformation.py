@@ -7,28 +7,25 @@ lifecycle rules: Update carries OldResourceProperties and the current physical i
 followed by the cleanup Delete of the old id; a failed Create is rolled back with a Delete of the id
 the failure carried; a failed Update is rolled back with an Update back to the old properties.
 """
-import json
 import re
 import threading
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler
 from typing import Callable, Optional
 from urllib.parse import quote, unquote
 
+from . import protocol
 from .lambda_service import LocalLambda
 from .moto import ACCOUNT, REGION
-from .net import QuietHTTPServer
+from .net import QuietHandler, QuietHTTPServer
 
-MAX_BODY = 4096
 # How long the stand-in waits for the answer to one request. CloudFormation waits up to the
 # resource's ServiceTimeout (an hour by default); under injected faults one AWS call may back off
 # for 71 s and a network Create with NAT waits spans hand-overs, so five minutes, which still
 # bounds a test whose function never answers.
 ANSWER_WAIT = 300.0
-REQUIRED = ("Status", "PhysicalResourceId", "StackId", "RequestId", "LogicalResourceId")
 
 
 class ProtocolViolation(AssertionError):
@@ -49,19 +46,6 @@ class Answer:
     @property
     def ok(self) -> bool:
         return self.status == "SUCCESS"
-
-
-def cfn_strings(value):
-    """What CloudFormation does to property values: scalars become strings."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return str(value)
-    if isinstance(value, list):
-        return [cfn_strings(item) for item in value]
-    if isinstance(value, dict):
-        return {key: cfn_strings(item) for key, item in value.items()}
-    return value
 
 
 class CloudFormation:
@@ -93,22 +77,10 @@ class CloudFormation:
         key = f"{self.stack_id}|{logical_id}|{request_id}"
         url = ((response_prefix or self.prefix) + "responses/" + quote(key, safe="")
                + "?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Expires=7200&X-Amz-Signature=local")
-        props = {"ServiceToken": function.arn, **cfn_strings(properties)}
-        event = {
-            "RequestType": request_type,
-            "ServiceToken": function.arn,
-            "ResponseURL": url,
-            "StackId": self.stack_id,
-            "RequestId": request_id,
-            "LogicalResourceId": logical_id,
-            "ResourceType": resource_type,
-            "ResourceProperties": props,
-        }
-        if physical_id is not None:
-            event["PhysicalResourceId"] = physical_id
-        if old_properties is not None:
-            event["OldResourceProperties"] = {"ServiceToken": function.arn, **cfn_strings(old_properties)}
-        return event
+        return protocol.request_event(
+            request_type, service_token=function.arn, response_url=url, stack_id=self.stack_id,
+            request_id=request_id, logical_id=logical_id, resource_type=resource_type,
+            properties=properties, physical_id=physical_id, old_properties=old_properties)
 
     @staticmethod
     def key_of(event: dict) -> str:
@@ -177,25 +149,11 @@ class CloudFormation:
                 self.fail_next[key] -= 1
                 self.failed_puts[key] = self.failed_puts.get(key, 0) + 1
                 return 503
-        problems = []
-        if len(body) > MAX_BODY:
-            problems.append(f"body is {len(body)} bytes (limit {MAX_BODY})")
-        try:
-            parsed = json.loads(body)
-        except ValueError as error:
-            raise ProtocolViolation(f"response is not JSON: {error}: {body[:200]!r}")
-        for name in REQUIRED:
-            if not parsed.get(name):
-                problems.append(f"{name} missing or empty")
-        if parsed.get("Status") not in ("SUCCESS", "FAILED"):
-            problems.append(f"Status {parsed.get('Status')!r}")
-        if parsed.get("Status") == "FAILED" and not parsed.get("Reason"):
-            problems.append("FAILED without a Reason")
         stack_id, logical_id, request_id = key.split("|")
-        if (parsed.get("StackId"), parsed.get("LogicalResourceId"), parsed.get("RequestId")) != (stack_id, logical_id, request_id):
-            problems.append("StackId/LogicalResourceId/RequestId not copied from the request")
-        if len(str(parsed.get("PhysicalResourceId", ""))) > 1024:
-            problems.append("PhysicalResourceId longer than 1 KB")
+        parsed, problems = protocol.parse_answer(
+            body, {"StackId": stack_id, "LogicalResourceId": logical_id, "RequestId": request_id})
+        if not parsed:
+            raise ProtocolViolation(f"response refused: {'; '.join(problems)}")
         answer = Answer(
             status=parsed.get("Status"), reason=parsed.get("Reason"),
             physical_id=parsed.get("PhysicalResourceId"), data=parsed.get("Data") or {},
@@ -220,15 +178,9 @@ class CloudFormation:
     def _handler_class(self):
         stand_in = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
+        class Handler(QuietHandler):
             def do_PUT(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length)
+                body = self.read_body()
                 match = re.fullmatch(r"/responses/([^?]+)(\?.*)?", self.path)
                 if not match:
                     status = 404

@@ -21,12 +21,11 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Optional
 
 from .moto import ACCOUNT, CREDENTIALS, REGION
-from .net import QuietHTTPServer
+from .net import QuietHandler, QuietHTTPServer
 
 _counter = itertools.count(1)
 
@@ -228,24 +227,9 @@ class LocalLambda:
     def _handler_class(self):
         service = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):  # quiet
-                pass
-
-            def _send(self, status: int, body: bytes = b"", headers: Optional[dict] = None):
-                self.send_response(status)
-                for key, value in (headers or {}).items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                if body:
-                    self.wfile.write(body)
-
-            def _body(self) -> bytes:
-                length = int(self.headers.get("Content-Length") or 0)
-                return self.rfile.read(length) if length else b""
+        class Handler(QuietHandler):
+            _send = QuietHandler.send_bytes
+            _body = QuietHandler.read_body
 
             def do_GET(self):
                 if self.path != "/2018-06-01/runtime/invocation/next":

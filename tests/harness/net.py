@@ -3,7 +3,9 @@ import socket
 import sys
 import time
 import urllib.request
-from http.server import ThreadingHTTPServer
+from typing import Optional
+import json
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 def free_port() -> int:
@@ -40,3 +42,29 @@ class QuietHTTPServer(ThreadingHTTPServer):
         if isinstance(error, (ConnectionResetError, BrokenPipeError, TimeoutError)):
             return
         super().handle_error(request, client_address)
+
+
+class QuietHandler(BaseHTTPRequestHandler):
+    """The request handler every loopback server here subclasses: HTTP/1.1 keep-alive, no access
+    log on stderr, and the three things each of them does with a request."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def read_body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def send_bytes(self, status: int, body: bytes = b"", headers: Optional[dict] = None) -> None:
+        self.send_response(status)
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if body:
+            self.wfile.write(body)
+
+    def send_json(self, status: int, payload) -> None:
+        self.send_bytes(status, json.dumps(payload, default=str).encode(), {"Content-Type": "application/json"})
