@@ -114,10 +114,19 @@ ECS_ROLE_SETTERS = ("role", "set_role", "infrastructure_role_arn", "set_infrastr
                     "role_arn", "set_role_arn")
 ECS_TASK_ROLE_SETTERS = ("task_role_arn", "set_task_role_arn", "execution_role_arn", "set_execution_role_arn")
 
+LAMBDA_DLQ = ("AWS Lambda Developer Guide, 'Adding a dead-letter queue', Execution role permissions: "
+              "\"sqs:SendMessage\" for an Amazon SQS queue "
+              "(https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-retain-records.html#invocation-dlq)")
+
 # THE extra requirements: trigger -> actions AWS checks although the code does not call them.
 # Triggers: "*" every deployed function; "*:own-log-group" every function whose template declares no
-# AWS::Logs::LogGroup for it (Lambda then creates the group); otherwise an action the code calls.
+# AWS::Logs::LogGroup for it (Lambda then creates the group); "*:sqs-dead-letter-queue" every
+# function whose DeadLetterConfig targets an SQS queue; otherwise an action the code calls.
 EXTRA_REQUIREMENTS = {
+    "*:sqs-dead-letter-queue": [
+        Need("sqs:SendMessage", "Lambda sends events that failed every retry to the function's SQS "
+             "dead-letter queue with its execution role", LAMBDA_DLQ),
+    ],
     "*": [
         Need("logs:CreateLogStream", "Lambda writes the function's logs with its execution role", LAMBDA_LOGS),
         Need("logs:PutLogEvents", "Lambda writes the function's logs with its execution role", LAMBDA_LOGS),
@@ -576,9 +585,19 @@ def crate_calls(crate_dir: Path) -> tuple[list[Call], list[str]]:
 
 # --- The template ---------------------------------------------------------------------------------
 
+# The templates whose functions run our crates: the provider's and the Spot fallback's (their
+# logical ids do not collide, so one resource map holds both).
+FUNCTION_TEMPLATES = (TEMPLATE, TEMPLATE.parent / "spot-fallback.yaml")
+
+
 @lru_cache(maxsize=None)
 def template() -> dict:
-    return parse_template(TEMPLATE.read_text())
+    resources: dict = {}
+    for path in FUNCTION_TEMPLATES:
+        found = parse_template(path.read_text())["Resources"]
+        assert not set(found) & set(resources), f"{path.name} reuses a logical id of another function template"
+        resources.update(found)
+    return {"Resources": resources}
 
 
 def _text(value) -> str:
@@ -633,7 +652,7 @@ def deployed_crates() -> tuple[dict, list[str], list[str]]:
             continue
         roles.setdefault(role, []).append((crates[binary], name))
         covered.add(binary)
-    uncovered += [f"functions/{crates[b].name} (binary {b}): no AWS::Lambda::Function of provider.yaml has "
+    uncovered += [f"functions/{crates[b].name} (binary {b}): no AWS::Lambda::Function of provider.yaml or spot-fallback.yaml has "
                   f"S3Key .../{b}.zip, so its role is not checked" for b in sorted(set(crates) - covered)]
     return roles, problems, uncovered
 
@@ -671,6 +690,12 @@ def role_statements(role: str) -> tuple[list[dict], list[str]]:
     return [s for s in statements if isinstance(s, dict)], problems
 
 
+def has_sqs_dead_letter_queue(function: str) -> bool:
+    resources = template()["Resources"]
+    target = _ref(((resources[function].get("Properties") or {}).get("DeadLetterConfig") or {}).get("TargetArn"))
+    return target in resources and resources[target].get("Type") == "AWS::SQS::Queue"
+
+
 def has_own_log_group(function: str) -> bool:
     resources = template()["Resources"]
     props = resources[function].get("Properties") or {}
@@ -690,6 +715,16 @@ def _matches(pattern: str, action: str) -> bool:
     return fnmatch.fnmatchcase(action.lower(), pattern.lower().replace("[", "[[]"))
 
 
+# The library's calls made only by its protocol driver (the hand-over of long waits): a crate that
+# uses the library without running the driver (`custom_resource::run`, e.g. spot-fallback, an
+# EventBridge target) never makes them.
+PROTOCOL_ONLY = ("functions/custom-resource/src/handover.rs",)
+
+
+def runs_the_protocol_driver(crate_dir: Path) -> bool:
+    return any("custom_resource::run(" in f.code for f in crate_sources(crate_dir))
+
+
 def needed_actions(role: str, members: list) -> tuple[dict, list[str]]:
     """{action: [why]} the functions of `role` need, and the derivation problems."""
     needed, problems = {}, []
@@ -702,9 +737,10 @@ def needed_actions(role: str, members: list) -> tuple[dict, list[str]]:
     for crate_dir, function in members:
         label = f"functions/{crate_dir.name}"
         calls = []
+        runs_protocol = runs_the_protocol_driver(crate_dir)
         for part in crate_closure(crate_dir):
             part_calls, part_problems = crate_calls(part)
-            calls += part_calls
+            calls += [c for c in part_calls if runs_protocol or not c.where.startswith(PROTOCOL_ONLY)]
             problems += part_problems
         if not calls:
             problems.append(f"{label}: no AWS SDK call found (is the derivation still right?)")
@@ -720,6 +756,7 @@ def needed_actions(role: str, members: list) -> tuple[dict, list[str]]:
                 need(action, f"called: {call.where} {call.receiver}.{call.operation}(){note}")
                 called.setdefault(action.lower(), []).append(call)
         triggers = [("*", None)] + ([] if has_own_log_group(function) else [("*:own-log-group", None)])
+        triggers += [("*:sqs-dead-letter-queue", None)] if has_sqs_dead_letter_queue(function) else []
         triggers += [(trigger, c) for trigger in EXTRA_REQUIREMENTS for c in called.get(trigger.lower(), [])]
         files = {f.rel: f for part in crate_closure(crate_dir) for f in crate_sources(part)}
         for trigger, call in triggers:

@@ -156,6 +156,7 @@ def test_the_service_runs_the_template_mix_and_carries_it_as_a_tag(engine):
 
 def test_a_spot_reclaim_without_spot_capacity_moves_the_shortfall_to_fargate_with_one_update(engine):
     engine.knobs_file._write({"SPOT_CAPACITY": "unavailable"})
+    reclaimed_at = time.time()
     stopped = engine.interrupt_spot("app", "web")
     assert len(stopped) == 3
     wait_until(lambda: tasks_per_provider(engine) == {"FARGATE": 4}, "four FARGATE tasks")
@@ -168,6 +169,12 @@ def test_a_spot_reclaim_without_spot_capacity_moves_the_shortfall_to_fargate_wit
     state = tags(engine)[STATE_TAG]
     assert state.startswith("fallback base=4 attempts=0 retry-at="), state
     assert tasks_per_provider(engine) == {"FARGATE": 4}
+    # reported, not asserted: from the reclaim to the function's UpdateService (the engine's clocks)
+    [update] = engine.calls(FALLBACK_STACK, "ecs:UpdateService")
+    seconds = update["At"] - reclaimed_at
+    print(f"spot fallback: UpdateService {seconds:.2f} s after the reclaim")
+    with (LOGS / "spot-fallback-figures.jsonl").open("a") as figures:
+        figures.write(json.dumps({"scenario": "reclaim without Spot capacity", "seconds_to_update": round(seconds, 2)}) + "\n")
 
 
 def invoke_fallback(engine, event: dict) -> dict:

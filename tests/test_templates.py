@@ -3,6 +3,7 @@ the functions' own property types with `--property-names`), every Custom:: type 
 every Custom:: resource bounds its wait with ServiceTimeout; every parameter of the root stack has a
 console label and group. cfn-lint and checkov (run by `make lint`) check everything else."""
 import json
+import re
 import os
 import subprocess
 
@@ -70,3 +71,37 @@ def test_every_root_parameter_has_a_console_label_and_a_group():
     assert [p for p in parameters if p not in grouped] == [], "parameters in no ParameterGroup"
     assert sorted({p for p in grouped if grouped.count(p) > 1}) == [], "parameters in more than one ParameterGroup"
     assert sorted((set(labels) | set(grouped)) - set(parameters)) == [], "labels or groups naming no parameter"
+
+
+def parameters_of(name: str) -> dict:
+    template, problems = decode(str(ROOT / "cloudformation" / name))
+    assert not problems, f"{name} does not parse: {problems}"
+    return template
+
+
+def test_facts_written_in_more_than_one_template_agree_with_their_one_home():
+    """CloudFormation has no shared constants: where a fact must appear in two templates, this
+    test holds the copies equal to the home (the library's ecs.rs, stackctl, the Mappings)."""
+    import stackctl
+
+    root, service = parameters_of("environment.yaml"), parameters_of("service.yaml")
+    ecs_rs = (ROOT / "functions/custom-resource/src/ecs.rs").read_text()
+    weight_max = int(re.search(r"pub const WEIGHT_MAX: i64 = ([0-9_]+);", ecs_rs).group(1).replace("_", ""))
+    base_max = int(re.search(r"pub const BASE_MAX: i64 = ([0-9_]+);", ecs_rs).group(1).replace("_", ""))
+    assert (weight_max, base_max) == (stackctl.WEIGHT_MAX, stackctl.BASE_MAX)
+    for template in (root, service):
+        params = template["Parameters"]
+        assert [params[p]["MaxValue"] for p in ("FargateWeight", "FargateSpotWeight", "FargateBase")] == \
+            [weight_max, weight_max, base_max]
+    # the task sizes: the service's Mappings are the home; both parameters allow exactly those
+    sizes = list(service["Mappings"]["TaskSizes"])
+    assert root["Parameters"]["TaskSize"]["AllowedValues"] == sizes
+    assert service["Parameters"]["TaskSize"]["AllowedValues"] == sizes
+
+
+def test_the_secret_names_are_padded_in_one_place():
+    texts = {path.name: path.read_text() for path in TEMPLATES}
+    padded = {name: text.count('",,,,,"') for name, text in texts.items() if '",,,,,"' in text}
+    # environment.yaml pads what it passes; service.yaml's default is the empty padded list
+    assert padded == {"environment.yaml": 1, "service.yaml": 1}, padded
+    assert texts["service.yaml"].count("!Split") == 0, "service.yaml selects from the padded list as given"

@@ -1,5 +1,13 @@
 //! ECS identifiers more than one provider function builds (one home for each).
 
+/// A capacity-provider strategy item's weight is 0 to this (ECS API Reference,
+/// CapacityProviderStrategyItem: "weight ... Valid Range: Minimum value of 0. Maximum value of
+/// 1000"); the templates' MaxValue and stackctl.WEIGHT_MAX are checked equal by
+/// tests/test_templates.py.
+pub const WEIGHT_MAX: i64 = 1000;
+/// And its base 0 to this ("base ... Maximum value of 100000"); same check.
+pub const BASE_MAX: i64 = 100_000;
+
 /// A cluster's name from its name or ARN (the part after `cluster/`).
 pub fn cluster_name(cluster: &str) -> &str {
     cluster.rsplit('/').next().unwrap_or(cluster)

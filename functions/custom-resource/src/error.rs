@@ -1,6 +1,7 @@
 //! The library's one error type.
 
-use aws_sdk_lambda::error::{ProvideErrorMetadata, SdkError};
+// The same types in every SDK crate; re-exported for `aws_error_helpers!`.
+pub use aws_sdk_lambda::error::{ProvideErrorMetadata, SdkError};
 use thiserror::Error;
 
 /// What can go wrong inside the protocol layer (never inside a handler: handlers have their own
@@ -96,4 +97,37 @@ impl AwsError {
             }
         }
     }
+}
+/// The AWS half of every provider crate's error enum (one home), for an enum with an
+/// `Aws(#[from] AwsError)` variant: `Enum::aws(operation)` for `map_err` on any SDK call (keeps
+/// the operation, AWS error code and message) and, with `code`, `Enum::code()` (the AWS error code,
+/// `None` for the crate's own variants). An enum whose code needs more arms writes `code` itself.
+#[macro_export]
+macro_rules! aws_error_helpers {
+    ($error:ident) => {
+        impl $error {
+            /// For `map_err`: `.map_err(Self::aws("CreateVpc"))`.
+            pub fn aws<E, R>(
+                operation: &'static str,
+            ) -> impl FnOnce($crate::error::SdkError<E, R>) -> Self
+            where
+                E: $crate::error::ProvideErrorMetadata + std::error::Error + 'static,
+                R: std::fmt::Debug + 'static,
+            {
+                move |error| $crate::AwsError::of(operation)(error).into()
+            }
+        }
+    };
+    ($error:ident, code) => {
+        $crate::aws_error_helpers!($error);
+        impl $error {
+            /// The AWS error code of a failed call; `None` for the crate's own errors.
+            pub fn code(&self) -> Option<&str> {
+                match self {
+                    Self::Aws(error) => Some(&error.code),
+                    _ => None,
+                }
+            }
+        }
+    };
 }

@@ -220,6 +220,64 @@ impl<'de> Deserializer<'de> for Introspect<'_> {
     }
 }
 
+/// A user tag as templates write it (`{Key: ..., Value: ...}`), checked by [`check_tags`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Tag {
+    pub key: String,
+    pub value: String,
+}
+
+/// The rules every service's tags share: keys of 1 to 128 characters, values of at most 256, no
+/// key twice, none starting with `aws:` (AWS's) or [`crate::tags::PREFIX`] (ours). `room`: how
+/// many the resource leaves the user (the service's 50 minus the tags it writes itself, `why`
+/// says which); `derived`: keys the resource sets itself, with what to do instead.
+pub fn check_tags(
+    tags: &[Tag],
+    room: usize,
+    why: &str,
+    derived: &[(&str, &str)],
+) -> Result<(), PropertyError> {
+    let mut keys = std::collections::BTreeSet::new();
+    for (index, tag) in tags.iter().enumerate() {
+        let at = format!("Tags[{index}].Key");
+        if tag.key.is_empty() || tag.key.chars().count() > 128 {
+            return Err(PropertyError::new(at, "must be 1 to 128 characters"));
+        }
+        if let Some((_, instead)) = derived.iter().find(|(key, _)| *key == tag.key) {
+            return Err(PropertyError::new(at, *instead));
+        }
+        if tag.key.to_ascii_lowercase().starts_with("aws:")
+            || tag.key.starts_with(crate::tags::PREFIX)
+        {
+            return Err(PropertyError::new(
+                at,
+                format!(
+                    "{} is reserved (aws: and {} keys); choose another key",
+                    tag.key,
+                    crate::tags::PREFIX
+                ),
+            ));
+        }
+        if tag.value.chars().count() > 256 {
+            return Err(PropertyError::new(
+                format!("Tags[{index}].Value"),
+                "must be at most 256 characters",
+            ));
+        }
+        if !keys.insert(tag.key.as_str()) {
+            return Err(PropertyError::new(at, format!("{} appears twice", tag.key)));
+        }
+    }
+    if tags.len() > room {
+        return Err(PropertyError::new(
+            "Tags",
+            format!("at most {room} tags ({why}); got {}", tags.len()),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -372,5 +430,42 @@ mod tests {
     fn field_names_are_read_from_the_serde_derive() {
         let names = field_names::<Sample>().unwrap();
         assert!(names.contains(&"DesiredCount") && names.contains(&"Tags"));
+    }
+
+    #[test]
+    fn tags_follow_the_shared_rules_and_each_resources_room() {
+        let tag = |k: &str, v: &str| super::Tag {
+            key: k.into(),
+            value: v.into(),
+        };
+        let name = [(
+            "Name",
+            "Name tags are derived from the Name property; set Name instead",
+        )];
+        assert!(check_tags(&[tag("team", "web")], 2, "test", &name).is_ok());
+        let error = check_tags(&[tag("aws:x", "1")], 2, "test", &name).unwrap_err();
+        assert!(
+            error.to_string().contains("Tags[0].Key") && error.to_string().contains("reserved"),
+            "{error}"
+        );
+        let error = check_tags(&[tag("custom-resource:x", "1")], 2, "test", &name).unwrap_err();
+        assert!(error.to_string().contains("reserved"), "{error}");
+        let error = check_tags(&[tag("Name", "1")], 2, "test", &name).unwrap_err();
+        assert!(error.to_string().contains("set Name instead"), "{error}");
+        let error = check_tags(&[tag("a", "1"), tag("a", "2")], 2, "test", &name).unwrap_err();
+        assert!(error.to_string().contains("appears twice"), "{error}");
+        let error = check_tags(&[tag("a", &"v".repeat(257))], 2, "test", &name).unwrap_err();
+        assert!(error.to_string().contains("Tags[0].Value"), "{error}");
+        let error = check_tags(
+            &[tag("a", "1"), tag("b", "2"), tag("c", "3")],
+            2,
+            "ECS allows 50",
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            error.to_string().contains("at most 2 tags (ECS allows 50)"),
+            "{error}"
+        );
     }
 }

@@ -1,4 +1,4 @@
-//! The protocol engine: one event in, exactly one answer out (or one hand-over).
+//! The protocol driver: one event in, exactly one answer out (or one hand-over).
 //!
 //! Every path through [`Provider::handle`] ends in one of three ways: a single PUT to the response
 //! URL, a single hand-over to a new invocation that will answer instead, or (when the event has no
@@ -96,7 +96,7 @@ pub enum Handled {
     Duplicate,
 }
 
-/// The protocol engine for one resource.
+/// The protocol driver for one resource.
 pub struct Provider<R, D, H> {
     resource: Arc<R>,
     deliver: D,
@@ -198,15 +198,16 @@ enum Asked {
 impl Asked {
     /// Decodes the event once; a malformed one gets the FAILED answer it deserves.
     fn decode(event: &Value, ids: &Ids) -> Result<(Asked, String), Answer> {
+        // For the FAILED answer to a malformed event: its own id, or the create-failed marker.
+        let failure_id = event
+            .get("PhysicalResourceId")
+            .and_then(Value::as_str)
+            .filter(|id| !id.is_empty())
+            .map(str::to_owned)
+            .unwrap_or_else(|| response::create_failed_id(&ids.request_id));
         let request: CloudFormationCustomResourceRequest<Value, Value> =
             serde_json::from_value(event.clone()).map_err(|problem| {
-                let physical_id = event
-                    .get("PhysicalResourceId")
-                    .and_then(Value::as_str)
-                    .filter(|id| !id.is_empty())
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| response::create_failed_id(&ids.request_id));
-                Answer::failed(physical_id, Error::Event(problem.to_string()).to_string())
+                Answer::failed(failure_id, Error::Event(problem.to_string()).to_string())
             })?;
         Ok(match request {
             CloudFormationCustomResourceRequest::Create(create) => (
@@ -299,6 +300,44 @@ enum StepResult<E> {
     DeadlineReached,
 }
 
+/// The event, read in one pass: whom an answer is for (its ids, read even from a malformed
+/// event), where it goes, the continuation a hand-over carried, and the request itself (or the
+/// FAILED answer a malformed one gets).
+struct Envelope {
+    /// The event as delivered, less the continuation: what a hand-over sends on.
+    event: Value,
+    ids: Ids,
+    url: Option<String>,
+    continuation: Option<Continuation>,
+    asked: Result<(Asked, String), Answer>,
+}
+
+impl Envelope {
+    fn read(mut event: Value) -> Self {
+        let continuation = event
+            .as_object_mut()
+            .and_then(|map| map.remove(CONTINUATION_KEY))
+            .and_then(|value| serde_json::from_value(value).ok());
+        let ids = Ids {
+            request_id: text(&event, "RequestId"),
+            stack_id: text(&event, "StackId"),
+            logical_resource_id: text(&event, "LogicalResourceId"),
+        };
+        let url = event
+            .get("ResponseURL")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let asked = Asked::decode(&event, &ids);
+        Envelope {
+            event,
+            ids,
+            url,
+            continuation,
+            asked,
+        }
+    }
+}
+
 impl<R: Resource, D: Deliver, H: HandOver> Provider<R, D, H> {
     pub fn new(resource: R, deliver: D, hand_over: H, settings: Settings) -> Self {
         Self {
@@ -321,21 +360,14 @@ impl<R: Resource, D: Deliver, H: HandOver> Provider<R, D, H> {
             physical_id = %text(&event, "PhysicalResourceId"),
             resource_type = %text(&event, "ResourceType"),
         );
-        self.handle_inner(event, invocation).instrument(span).await
+        self.handle_inner(Envelope::read(event), invocation)
+            .instrument(span)
+            .await
     }
 
-    async fn handle_inner(&self, mut event: Value, invocation: Invocation) -> Handled {
+    async fn handle_inner(&self, envelope: Envelope, invocation: Invocation) -> Handled {
         let started = Instant::now();
-        let continuation: Option<Continuation> = event
-            .as_object_mut()
-            .and_then(|map| map.remove(CONTINUATION_KEY))
-            .and_then(|value| serde_json::from_value(value).ok());
-
-        let Some(url) = event
-            .get("ResponseURL")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-        else {
+        let Some(url) = envelope.url.clone() else {
             error!(outcome = "UNANSWERABLE", "the event has no ResponseURL, so no answer can be sent; is this function invoked by something other than CloudFormation?");
             return Handled::Refused;
         };
@@ -347,21 +379,18 @@ impl<R: Resource, D: Deliver, H: HandOver> Provider<R, D, H> {
             error!(outcome = "REFUSED", error = %refusal, "response URL refused; nothing done, nothing sent");
             return Handled::Refused;
         }
-
-        let ids = Ids {
-            request_id: text(&event, "RequestId"),
-            stack_id: text(&event, "StackId"),
-            logical_resource_id: text(&event, "LogicalResourceId"),
-        };
-        let claimed = match &continuation {
-            Some(carried) => match self.claim(&ids, carried, &invocation, started).await {
+        let claimed = match &envelope.continuation {
+            Some(carried) => match self
+                .claim(&envelope.ids, carried, &invocation, started)
+                .await
+            {
                 Some(key) => Some(key),
                 None => return Handled::Duplicate,
             },
             None => None,
         };
         let handled = self
-            .decide_and_send(&event, &url, &ids, continuation, &invocation, started)
+            .decide_and_send(envelope, &url, &invocation, started)
             .await;
         if let Some(Some(key)) = claimed {
             let left = invocation
@@ -426,16 +455,21 @@ impl<R: Resource, D: Deliver, H: HandOver> Provider<R, D, H> {
 
     async fn decide_and_send(
         &self,
-        event: &Value,
+        envelope: Envelope,
         url: &str,
-        ids: &Ids,
-        continuation: Option<Continuation>,
         invocation: &Invocation,
         started: Instant,
     ) -> Handled {
+        let Envelope {
+            event,
+            ids,
+            continuation,
+            asked,
+            ..
+        } = envelope;
         let deadlines = Deadlines::new(invocation, started, self.settings.safety_margin);
         let answer = match self
-            .decide(event, ids, continuation, invocation, &deadlines)
+            .decide(&event, asked, &ids, continuation, invocation, &deadlines)
             .await
         {
             Decision::Answer(answer) => answer,
@@ -449,7 +483,7 @@ impl<R: Resource, D: Deliver, H: HandOver> Provider<R, D, H> {
                 return Handled::HandedOver { invocation };
             }
         };
-        self.send(url, ids, answer, &deadlines).await
+        self.send(url, &ids, answer, &deadlines).await
     }
 
     async fn send(&self, url: &str, ids: &Ids, answer: Answer, deadlines: &Deadlines) -> Handled {
@@ -491,12 +525,13 @@ impl<R: Resource, D: Deliver, H: HandOver> Provider<R, D, H> {
     async fn decide(
         &self,
         event: &Value,
+        asked: Result<(Asked, String), Answer>,
         ids: &Ids,
         continuation: Option<Continuation>,
         invocation: &Invocation,
         deadlines: &Deadlines,
     ) -> Decision {
-        let (asked, resource_type) = match Asked::decode(event, ids) {
+        let (asked, resource_type) = match asked {
             Ok(decoded) => decoded,
             Err(answer) => return Decision::Answer(answer),
         };
@@ -855,5 +890,88 @@ fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
         text.clone()
     } else {
         "a panic without a message".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn update_event() -> Value {
+        json!({
+            "RequestType": "Update", "ServiceToken": "arn:aws:lambda:us-east-1:123456789012:function:f",
+            "ResponseURL": "https://cloudformation-custom-resource-response-useast1.s3.amazonaws.com/x",
+            "StackId": "arn:aws:cloudformation:us-east-1:123456789012:stack/s/1", "RequestId": "r-1",
+            "LogicalResourceId": "Thing", "PhysicalResourceId": "thing-1", "ResourceType": "Custom::Thing",
+            "ResourceProperties": {"ServiceToken": "arn:aws:lambda:us-east-1:123456789012:function:f", "Size": "2"},
+            "OldResourceProperties": {"ServiceToken": "arn:aws:lambda:us-east-1:123456789012:function:f", "Size": "1"},
+        })
+    }
+
+    #[test]
+    fn one_pass_reads_the_ids_the_url_the_continuation_and_the_request() {
+        let mut event = update_event();
+        event[CONTINUATION_KEY] = json!({"Invocation": 2, "StartedAtMs": 5, "Progress": {"step": 1},
+                                         "WaitingFor": "steady state", "Restart": false});
+        let envelope = Envelope::read(event);
+        assert_eq!(envelope.ids.request_id, "r-1");
+        assert_eq!(envelope.ids.logical_resource_id, "Thing");
+        assert!(envelope
+            .url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https://")));
+        let Ok((
+            Asked::Update {
+                physical_id,
+                raw,
+                raw_old,
+            },
+            resource_type,
+        )) = envelope.asked
+        else {
+            panic!("an Update with its old properties decodes as one");
+        };
+        assert_eq!(
+            (physical_id.as_str(), resource_type.as_str()),
+            ("thing-1", "Custom::Thing")
+        );
+        assert_eq!(
+            (raw["Size"].as_str(), raw_old["Size"].as_str()),
+            (Some("2"), Some("1"))
+        );
+        let carried = envelope
+            .continuation
+            .expect("the hand-over's continuation is read");
+        assert_eq!(
+            (carried.invocation, carried.waiting_for.as_str()),
+            (2, "steady state")
+        );
+    }
+
+    #[test]
+    fn an_update_without_old_properties_cannot_be_decoded_and_its_answer_keeps_the_id() {
+        let mut event = update_event();
+        event
+            .as_object_mut()
+            .unwrap()
+            .remove("OldResourceProperties");
+        let envelope = Envelope::read(event);
+        let Err(answer) = envelope.asked else {
+            panic!("an Update without OldResourceProperties must not decode");
+        };
+        let (body, sent) = response::render(&answer, &envelope.ids);
+        assert_eq!(sent.physical_id, "thing-1");
+        assert!(
+            String::from_utf8_lossy(&body).contains("OldResourceProperties"),
+            "{body:?}"
+        );
+    }
+
+    #[test]
+    fn an_event_without_a_response_url_is_read_with_no_url() {
+        let mut event = update_event();
+        event.as_object_mut().unwrap().remove("ResponseURL");
+        assert!(Envelope::read(event).url.is_none());
     }
 }

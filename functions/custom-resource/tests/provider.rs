@@ -1,4 +1,4 @@
-//! The protocol engine, driven with CloudFormation-shaped events and fake delivery / hand-over,
+//! The protocol driver, driven with CloudFormation-shaped events and fake delivery / hand-over,
 //! so every path can assert the exact answer (or hand-over) it produced. The same paths run
 //! through the real binary against moto in the repository's `tests/` harness.
 

@@ -188,7 +188,7 @@ impl Network {
         request
             .send()
             .await
-            .map_err(NetworkError::ec2("ModifyVpcAttribute"))?;
+            .map_err(NetworkError::aws("ModifyVpcAttribute"))?;
         Ok(Effect::Nothing)
     }
 
@@ -202,7 +202,7 @@ impl Network {
         request
             .send()
             .await
-            .map_err(NetworkError::ec2("CreateTags"))?;
+            .map_err(NetworkError::aws("CreateTags"))?;
         Ok(Effect::GatewayTagged)
     }
 
@@ -216,7 +216,7 @@ impl Network {
             Ok(_) => Ok(Effect::GatewayAttached),
             // Already attached to this VPC by an earlier delivery.
             Err(e) if is_code(&e, "Resource.AlreadyAssociated") => Ok(Effect::GatewayAttached),
-            Err(e) => Err(NetworkError::ec2("AttachInternetGateway")(e)),
+            Err(e) => Err(NetworkError::aws("AttachInternetGateway")(e)),
         }
     }
 
@@ -240,7 +240,7 @@ impl Network {
             .tag_specifications(spec)
             .send()
             .await
-            .map_err(NetworkError::ec2("CreateSubnet"))?;
+            .map_err(NetworkError::aws("CreateSubnet"))?;
         let subnet = created.subnet();
         let id = subnet
             .and_then(|s| s.subnet_id())
@@ -282,7 +282,7 @@ impl Network {
             .tag_specifications(spec)
             .send()
             .await
-            .map_err(NetworkError::ec2("CreateRouteTable"))?;
+            .map_err(NetworkError::aws("CreateRouteTable"))?;
         let id = created
             .route_table()
             .and_then(|t| t.route_table_id())
@@ -319,7 +319,7 @@ impl Network {
             .tag_specifications(spec)
             .send()
             .await
-            .map_err(NetworkError::ec2("AllocateAddress"))?;
+            .map_err(NetworkError::aws("AllocateAddress"))?;
         let id = created.allocation_id().ok_or(NetworkError::Missing {
             operation: "AllocateAddress",
             field: "AllocationId",
@@ -338,7 +338,7 @@ impl Network {
         request
             .send()
             .await
-            .map_err(NetworkError::ec2("ModifySubnetAttribute"))?;
+            .map_err(NetworkError::aws("ModifySubnetAttribute"))?;
         Ok(Effect::PublicIps(subnet))
     }
 
@@ -351,7 +351,7 @@ impl Network {
         let done = request
             .send()
             .await
-            .map_err(NetworkError::ec2("AssociateRouteTable"))?;
+            .map_err(NetworkError::aws("AssociateRouteTable"))?;
         let association = done.association_id().unwrap_or_default().to_owned();
         Ok(Effect::Associated {
             table,
@@ -374,7 +374,7 @@ impl Network {
             .route_table_id(&table)
             .send()
             .await
-            .map_err(NetworkError::ec2("ReplaceRouteTableAssociation"))?;
+            .map_err(NetworkError::aws("ReplaceRouteTableAssociation"))?;
         let association = done.new_association_id().unwrap_or_default().to_owned();
         Ok(Effect::Associated {
             table,
@@ -401,7 +401,7 @@ impl Network {
                 request
                     .send()
                     .await
-                    .map_err(NetworkError::ec2("DeleteRoute"))?;
+                    .map_err(NetworkError::aws("DeleteRoute"))?;
             }
             (true, true) => {
                 let request = self.ec2.replace_route().route_table_id(&table);
@@ -410,7 +410,7 @@ impl Network {
                 request
                     .send()
                     .await
-                    .map_err(NetworkError::ec2("ReplaceRoute"))?;
+                    .map_err(NetworkError::aws("ReplaceRoute"))?;
             }
             (false, true) => {
                 let request = self.ec2.create_route().route_table_id(&table);
@@ -419,7 +419,7 @@ impl Network {
                 request
                     .send()
                     .await
-                    .map_err(NetworkError::ec2("CreateRoute"))?;
+                    .map_err(NetworkError::aws("CreateRoute"))?;
             }
         }
         Ok(Effect::Route { table, route: to })
@@ -453,7 +453,7 @@ impl Network {
             .tag_specifications(spec)
             .send()
             .await
-            .map_err(NetworkError::ec2("CreateNatGateway"))?;
+            .map_err(NetworkError::aws("CreateNatGateway"))?;
         let nat = created.nat_gateway().ok_or(NetworkError::Missing {
             operation: "CreateNatGateway",
             field: "NatGateway",
@@ -480,7 +480,7 @@ impl Network {
         request
             .send()
             .await
-            .map_err(NetworkError::ec2("DeleteNatGateway"))?;
+            .map_err(NetworkError::aws("DeleteNatGateway"))?;
         Ok(Effect::NatDeleting(nat))
     }
 
@@ -495,7 +495,7 @@ impl Network {
         {
             Ok(_) => {}
             Err(e) if is_code(&e, "InvalidAllocationID.NotFound") => {}
-            Err(e) => return Err(NetworkError::ec2("ReleaseAddress")(e)),
+            Err(e) => return Err(NetworkError::aws("ReleaseAddress")(e)),
         }
         Ok(Effect::Released(allocation))
     }
@@ -517,7 +517,7 @@ impl Network {
             request
                 .send()
                 .await
-                .map_err(NetworkError::ec2("CreateTags"))?;
+                .map_err(NetworkError::aws("CreateTags"))?;
         }
         if !remove.is_empty() {
             let keys: Vec<Ec2Tag> = remove
@@ -532,7 +532,7 @@ impl Network {
             request
                 .send()
                 .await
-                .map_err(NetworkError::ec2("DeleteTags"))?;
+                .map_err(NetworkError::aws("DeleteTags"))?;
         }
         Ok(match set {
             Some(labels) => Effect::Relabeled { resource, labels },
@@ -548,7 +548,7 @@ impl Network {
         request
             .send()
             .await
-            .map_err(NetworkError::ec2("DisassociateRouteTable"))?;
+            .map_err(NetworkError::aws("DisassociateRouteTable"))?;
         Ok(Effect::Unassociated(association))
     }
 
@@ -561,7 +561,7 @@ impl Network {
         request
             .send()
             .await
-            .map_err(NetworkError::ec2("DetachInternetGateway"))?;
+            .map_err(NetworkError::aws("DetachInternetGateway"))?;
         Ok(Effect::Nothing)
     }
 
@@ -570,7 +570,7 @@ impl Network {
         request
             .send()
             .await
-            .map_err(NetworkError::ec2("DeleteRouteTable"))?;
+            .map_err(NetworkError::aws("DeleteRouteTable"))?;
         Ok(Effect::Nothing)
     }
 
@@ -579,7 +579,7 @@ impl Network {
         request
             .send()
             .await
-            .map_err(NetworkError::ec2("DeleteSubnet"))?;
+            .map_err(NetworkError::aws("DeleteSubnet"))?;
         Ok(Effect::Nothing)
     }
 
@@ -588,7 +588,7 @@ impl Network {
         request
             .send()
             .await
-            .map_err(NetworkError::ec2("DeleteInternetGateway"))?;
+            .map_err(NetworkError::aws("DeleteInternetGateway"))?;
         Ok(Effect::Nothing)
     }
 }

@@ -1,7 +1,5 @@
 //! Errors of `Custom::Network`.
 
-// SdkError and ProvideErrorMetadata are the same types in every SDK crate.
-use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use custom_resource::AwsError;
 use thiserror::Error;
 
@@ -48,15 +46,9 @@ pub enum NetworkError {
     },
 }
 
-impl NetworkError {
-    pub fn ec2<E, R>(operation: &'static str) -> impl FnOnce(SdkError<E, R>) -> Self
-    where
-        E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug + 'static,
-    {
-        move |error| AwsError::of(operation)(error).into()
-    }
+custom_resource::aws_error_helpers!(NetworkError);
 
+impl NetworkError {
     pub fn code(&self) -> Option<&str> {
         match self {
             Self::Aws(error) => Some(&error.code),

@@ -4,7 +4,6 @@ use crate::layout;
 use custom_resource::{de, Properties, PropertyError};
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Deserializer};
-use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
 /// How private subnets reach the internet.
@@ -19,12 +18,7 @@ pub enum NatGateways {
     PerAz,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct Tag {
-    pub key: String,
-    pub value: String,
-}
+pub use custom_resource::properties::Tag;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -135,44 +129,15 @@ fn validate_cidr(cidr: Ipv4Net) -> Result<(), PropertyError> {
 }
 
 fn validate_tags(tags: &[Tag]) -> Result<(), PropertyError> {
-    let mut keys = BTreeSet::new();
-    for (index, tag) in tags.iter().enumerate() {
-        let at = format!("Tags[{index}].Key");
-        if tag.key.is_empty() || tag.key.chars().count() > 128 {
-            return Err(PropertyError::new(at, "must be 1 to 128 characters"));
-        }
-        if tag.key == "Name" {
-            return Err(PropertyError::new(
-                at,
-                "Name tags are derived from the Name property; set Name instead",
-            ));
-        }
-        if tag.key.to_ascii_lowercase().starts_with("aws:")
-            || tag.key.starts_with(custom_resource::tags::PREFIX)
-        {
-            return Err(PropertyError::new(
-                at,
-                format!("{} is reserved; choose another key", tag.key),
-            ));
-        }
-        if tag.value.chars().count() > 256 {
-            return Err(PropertyError::new(
-                format!("Tags[{index}].Value"),
-                "must be at most 256 characters",
-            ));
-        }
-        if !keys.insert(tag.key.as_str()) {
-            return Err(PropertyError::new(at, format!("{} appears twice", tag.key)));
-        }
-    }
-    // EC2 allows 50 tags; this resource writes 6 of its own.
-    if tags.len() > 44 {
-        return Err(PropertyError::new(
-            "Tags",
-            "at most 44 tags (EC2 allows 50 and this resource uses 6)",
-        ));
-    }
-    Ok(())
+    custom_resource::properties::check_tags(
+        tags,
+        44,
+        "EC2 allows 50 and this resource writes 6 of its own",
+        &[(
+            "Name",
+            "Name tags are derived from the Name property; set Name instead",
+        )],
+    )
 }
 
 #[cfg(test)]

@@ -58,7 +58,7 @@ impl Network {
             .describe_availability_zones()
             .send()
             .await
-            .map_err(NetworkError::ec2("DescribeAvailabilityZones"))?;
+            .map_err(NetworkError::aws("DescribeAvailabilityZones"))?;
         let offered: Vec<zones::Zone> = answer
             .availability_zones()
             .iter()
@@ -100,14 +100,14 @@ impl Network {
                     ))
                     .send()
                     .await
-                    .map_err(NetworkError::ec2("DescribeAccountAttributes"))
+                    .map_err(NetworkError::aws("DescribeAccountAttributes"))
             },
             async {
                 self.ec2
                     .describe_addresses()
                     .send()
                     .await
-                    .map_err(NetworkError::ec2("DescribeAddresses"))
+                    .map_err(NetworkError::aws("DescribeAddresses"))
             },
         )?;
         let quota = attributes
@@ -156,7 +156,7 @@ impl Network {
             .set_filters(Some(Self::request_filters(ctx).to_vec()))
             .send()
             .await
-            .map_err(NetworkError::ec2("DescribeVpcs"))?;
+            .map_err(NetworkError::aws("DescribeVpcs"))?;
         Ok(found
             .vpcs()
             .first()
@@ -172,7 +172,7 @@ impl Network {
             .set_filters(Some(Self::request_filters(ctx).to_vec()))
             .send()
             .await
-            .map_err(NetworkError::ec2("DescribeInternetGateways"))?;
+            .map_err(NetworkError::aws("DescribeInternetGateways"))?;
         Ok(found
             .internet_gateways()
             .first()
@@ -250,7 +250,7 @@ impl Network {
                 .tag_specifications(owner.spec(ResourceType::Vpc, Role::Vpc, None, ""))
                 .send()
                 .await
-                .map_err(NetworkError::ec2("CreateVpc"))?;
+                .map_err(NetworkError::aws("CreateVpc"))?;
             let id = created.vpc().and_then(|v| v.vpc_id());
             let id = id.ok_or(NetworkError::Missing {
                 operation: "CreateVpc",
@@ -274,7 +274,7 @@ impl Network {
                 .tag_specifications(spec)
                 .send()
                 .await
-                .map_err(NetworkError::ec2("CreateInternetGateway"))?;
+                .map_err(NetworkError::aws("CreateInternetGateway"))?;
             let id = created
                 .internet_gateway()
                 .and_then(|g| g.internet_gateway_id());
@@ -369,12 +369,12 @@ impl Network {
         let (enis, groups) = futures::try_join!(
             async {
                 enis.await
-                    .map_err(NetworkError::ec2("DescribeNetworkInterfaces"))
+                    .map_err(NetworkError::aws("DescribeNetworkInterfaces"))
             },
             async {
                 groups
                     .await
-                    .map_err(NetworkError::ec2("DescribeSecurityGroups"))
+                    .map_err(NetworkError::aws("DescribeSecurityGroups"))
             },
         )?;
         let ours: BTreeSet<&String> = state
@@ -452,7 +452,7 @@ impl Network {
             match self.ec2.delete_vpc().vpc_id(vpc_id).send().await {
                 Ok(_) => {}
                 Err(e) if is_code(&e, "InvalidVpcID.NotFound") => {}
-                Err(e) => return Err(NetworkError::ec2("DeleteVpc")(e)),
+                Err(e) => return Err(NetworkError::aws("DeleteVpc")(e)),
             }
         }
         Ok(Completion::unchanged().into())

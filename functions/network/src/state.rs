@@ -274,23 +274,23 @@ pub async fn discover(ec2: &aws_sdk_ec2::Client, vpc_id: &str) -> Result<State, 
     let (vpcs, subnets, tables, nats, eips, igws) = try_join!(
         async {
             let found = ec2.describe_vpcs().filters(by_vpc()).send().await;
-            found.map_err(NetworkError::ec2("DescribeVpcs"))
+            found.map_err(NetworkError::aws("DescribeVpcs"))
         },
         async {
             let found = ec2.describe_subnets().filters(by_vpc()).send().await;
-            found.map_err(NetworkError::ec2("DescribeSubnets"))
+            found.map_err(NetworkError::aws("DescribeSubnets"))
         },
         async {
             let found = ec2.describe_route_tables().filters(by_vpc()).send().await;
-            found.map_err(NetworkError::ec2("DescribeRouteTables"))
+            found.map_err(NetworkError::aws("DescribeRouteTables"))
         },
         async {
             let found = ec2.describe_nat_gateways().filter(by_vpc()).send().await;
-            found.map_err(NetworkError::ec2("DescribeNatGateways"))
+            found.map_err(NetworkError::aws("DescribeNatGateways"))
         },
         async {
             let found = ec2.describe_addresses().filters(by_tag()).send().await;
-            found.map_err(NetworkError::ec2("DescribeAddresses"))
+            found.map_err(NetworkError::aws("DescribeAddresses"))
         },
         async {
             let found = ec2
@@ -298,7 +298,7 @@ pub async fn discover(ec2: &aws_sdk_ec2::Client, vpc_id: &str) -> Result<State, 
                 .filters(by_tag())
                 .send()
                 .await;
-            found.map_err(NetworkError::ec2("DescribeInternetGateways"))
+            found.map_err(NetworkError::aws("DescribeInternetGateways"))
         },
     )?;
     let mut state = State {

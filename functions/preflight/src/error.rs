@@ -1,6 +1,5 @@
 //! Errors of `Custom::EnvironmentPreflight`.
 
-use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
 use custom_resource::AwsError;
 use thiserror::Error;
 
@@ -19,12 +18,4 @@ pub enum PreflightError {
     Progress(String),
 }
 
-impl PreflightError {
-    pub fn aws<E, R>(operation: &'static str) -> impl FnOnce(SdkError<E, R>) -> Self
-    where
-        E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug + 'static,
-    {
-        move |error| AwsError::of(operation)(error).into()
-    }
-}
+custom_resource::aws_error_helpers!(PreflightError);

@@ -4,6 +4,7 @@
 //! CloudFormation `Rules` cannot compare numbers; these checks can, and they run before any
 //! other resource of the environment is created or updated (everything depends on this one).
 
+use custom_resource::ecs::{BASE_MAX, WEIGHT_MAX};
 use custom_resource::{de, Properties, PropertyError};
 use serde::Deserialize;
 use std::collections::BTreeSet;
@@ -75,10 +76,10 @@ impl Properties for PreflightProperties {
             ("FargateWeight", self.fargate_weight),
             ("FargateSpotWeight", self.fargate_spot_weight),
         ] {
-            if !(0..=1000).contains(&value) {
+            if !(0..=WEIGHT_MAX).contains(&value) {
                 return Err(PropertyError::new(
                     name,
-                    format!("must be 0 to 1000 (got {value})"),
+                    format!("must be 0 to {WEIGHT_MAX} (got {value})"),
                 ));
             }
         }
@@ -88,8 +89,11 @@ impl Properties for PreflightProperties {
                 "FargateWeight and FargateSpotWeight are both 0, so ECS could place no task; give at least one of them a weight above 0 (e.g. FargateWeight=1)",
             ));
         }
-        if !(0..=100_000).contains(&self.fargate_base) {
-            return Err(PropertyError::new("FargateBase", "must be 0 to 100000"));
+        if !(0..=BASE_MAX).contains(&self.fargate_base) {
+            return Err(PropertyError::new(
+                "FargateBase",
+                format!("must be 0 to {BASE_MAX}"),
+            ));
         }
         self.validate_counts()?;
         if self.scale_in_cpu_threshold >= self.scale_out_cpu_threshold {

@@ -1,7 +1,5 @@
 //! Errors of `Custom::ServiceScaling`.
 
-// SdkError and ProvideErrorMetadata are the same types in every SDK crate.
-use aws_sdk_applicationautoscaling::error::{ProvideErrorMetadata, SdkError};
 use custom_resource::AwsError;
 use thiserror::Error;
 
@@ -24,19 +22,4 @@ pub enum ScalingError {
     },
 }
 
-impl ScalingError {
-    pub fn aws<E, R>(operation: &'static str) -> impl FnOnce(SdkError<E, R>) -> Self
-    where
-        E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug + 'static,
-    {
-        move |error| AwsError::of(operation)(error).into()
-    }
-
-    pub fn code(&self) -> Option<&str> {
-        match self {
-            Self::Aws(error) => Some(&error.code),
-            _ => None,
-        }
-    }
-}
+custom_resource::aws_error_helpers!(ScalingError, code);

@@ -1,7 +1,5 @@
 //! Errors of `Custom::FargateService`.
 
-// SdkError and ProvideErrorMetadata are the same types in every SDK crate.
-use aws_sdk_ecs::error::{ProvideErrorMetadata, SdkError};
 use custom_resource::AwsError;
 use thiserror::Error;
 
@@ -31,26 +29,13 @@ pub enum ServiceError {
     },
 }
 
-impl ServiceError {
-    pub fn aws<E, R>(operation: &'static str) -> impl FnOnce(SdkError<E, R>) -> Self
-    where
-        E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug + 'static,
-    {
-        move |error| AwsError::of(operation)(error).into()
-    }
+custom_resource::aws_error_helpers!(ServiceError, code);
 
+impl ServiceError {
     pub fn property(property: impl Into<String>, message: impl Into<String>) -> Self {
         ServiceError::Property {
             property: property.into(),
             message: message.into(),
-        }
-    }
-
-    pub fn code(&self) -> Option<&str> {
-        match self {
-            Self::Aws(error) => Some(&error.code),
-            _ => None,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! `service`: the Lambda behind `Custom::FargateService`. Thin on purpose: tracing, config,
 //! clients once, run. See README.md for the contract.
 
+mod clients;
 mod count;
 mod error;
 mod failfast;
@@ -13,7 +14,7 @@ mod steady;
 async fn main() -> Result<(), lambda_runtime::Error> {
     custom_resource::init_tracing();
     let config = custom_resource::sdk_config().await;
-    let clients = resource::Clients {
+    let clients = clients::Clients {
         ecs: custom_resource::client!(aws_sdk_ecs, &config),
         iam: custom_resource::client!(aws_sdk_iam, &config),
         ssm: custom_resource::client!(aws_sdk_ssm, &config),

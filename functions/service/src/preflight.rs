@@ -1,9 +1,9 @@
 //! Checks that fail fast, name the culprit and create nothing (except the ECS service-linked
 //! role, which ECS itself would create and which a service cannot run without).
 
+use crate::clients::Clients;
 use crate::error::ServiceError;
 use crate::properties::ServiceProperties;
-use crate::resource::Clients;
 use aws_sdk_ecs::error::ProvideErrorMetadata;
 use aws_sdk_ecs::types::{Compatibility, NetworkMode};
 use aws_sdk_iam::types::PolicyEvaluationDecisionType;

@@ -1,5 +1,6 @@
 //! Properties of `Custom::FargateService` (see README.md for the contract table).
 
+use custom_resource::ecs::{BASE_MAX, WEIGHT_MAX};
 use custom_resource::{de, Properties, PropertyError};
 use serde::Deserialize;
 use std::collections::BTreeSet;
@@ -10,10 +11,10 @@ pub struct StrategyItem {
     pub capacity_provider: String,
     /// Relative share of tasks after Base is met (0..1000; AWS's default 0).
     #[serde(default, deserialize_with = "de::number")]
-    pub weight: i64,
+    pub weight: i32,
     /// Tasks placed on this provider first (0..100000; at most one item may set it).
     #[serde(default, deserialize_with = "de::number")]
-    pub base: i64,
+    pub base: i32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -22,7 +23,7 @@ pub struct LoadBalancer {
     pub target_group_arn: String,
     pub container_name: String,
     #[serde(deserialize_with = "de::number")]
-    pub container_port: i64,
+    pub container_port: i32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -61,12 +62,7 @@ impl AssignPublicIp {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct Tag {
-    pub key: String,
-    pub value: String,
-}
+pub use custom_resource::properties::Tag;
 
 fn yes() -> bool {
     true
@@ -110,7 +106,7 @@ pub struct ServiceProperties {
     pub load_balancers: Vec<LoadBalancer>,
     /// Default none. 0..2147483647, only with LoadBalancers. In place.
     #[serde(default, deserialize_with = "de::opt_number")]
-    pub health_check_grace_period_seconds: Option<i64>,
+    pub health_check_grace_period_seconds: Option<i32>,
     /// Default {Enable: true, Rollback: true}. In place.
     #[serde(default)]
     pub deployment_circuit_breaker: CircuitBreaker,
@@ -162,11 +158,13 @@ impl ServiceProperties {
 
     /// "FARGATE:1:0,FARGATE_SPOT:3:0"
     pub fn strategy_text(strategy: &[StrategyItem]) -> String {
-        custom_resource::ecs::strategy_text(
-            strategy
-                .iter()
-                .map(|i| (i.capacity_provider.as_str(), i.weight, i.base)),
-        )
+        custom_resource::ecs::strategy_text(strategy.iter().map(|i| {
+            (
+                i.capacity_provider.as_str(),
+                i64::from(i.weight),
+                i64::from(i.base),
+            )
+        }))
     }
 }
 
@@ -258,16 +256,16 @@ impl ServiceProperties {
                     format!("{} is listed twice", item.capacity_provider),
                 ));
             }
-            if !(0..=1000).contains(&item.weight) {
+            if !(0..=WEIGHT_MAX).contains(&i64::from(item.weight)) {
                 return Err(PropertyError::new(
                     at("Weight"),
-                    format!("must be 0 to 1000 (got {})", item.weight),
+                    format!("must be 0 to {WEIGHT_MAX} (got {})", item.weight),
                 ));
             }
-            if !(0..=100_000).contains(&item.base) {
+            if !(0..=BASE_MAX).contains(&i64::from(item.base)) {
                 return Err(PropertyError::new(
                     at("Base"),
-                    format!("must be 0 to 100000 (got {})", item.base),
+                    format!("must be 0 to {BASE_MAX} (got {})", item.base),
                 ));
             }
         }
@@ -354,32 +352,12 @@ impl ServiceProperties {
 }
 
 fn validate_tags(tags: &[Tag]) -> Result<(), PropertyError> {
-    let mut keys = BTreeSet::new();
-    for (index, tag) in tags.iter().enumerate() {
-        if tag.key.is_empty()
-            || tag.key.len() > 128
-            || tag.key.starts_with("aws:")
-            || tag.key.starts_with(custom_resource::tags::PREFIX)
-        {
-            return Err(PropertyError::new(
-                format!("Tags[{index}].Key"),
-                "must be 1-128 characters and not start with aws: or custom-resource:",
-            ));
-        }
-        if !keys.insert(&tag.key) {
-            return Err(PropertyError::new(
-                format!("Tags[{index}].Key"),
-                format!("{} appears twice", tag.key),
-            ));
-        }
-    }
-    if tags.len() > 45 {
-        return Err(PropertyError::new(
-            "Tags",
-            "at most 45 tags (ECS allows 50; this resource adds 3)",
-        ));
-    }
-    Ok(())
+    custom_resource::properties::check_tags(
+        tags,
+        43,
+        "ECS allows 50; this resource and spot-fallback write up to 7 of their own",
+        &[],
+    )
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! Create, update, delete and resume for `Custom::FargateService`.
 
+use crate::clients::Clients;
 use crate::count::{self, CountChange};
 use crate::error::ServiceError;
 use crate::failfast;
@@ -59,17 +60,8 @@ pub fn image_plan(missing: &[String], creating: bool, awaiting: bool) -> ImagePl
     }
 }
 
-pub struct Clients {
-    pub ecs: aws_sdk_ecs::Client,
-    pub iam: aws_sdk_iam::Client,
-    pub ssm: aws_sdk_ssm::Client,
-    pub elb: aws_sdk_elasticloadbalancingv2::Client,
-    pub scaling: aws_sdk_applicationautoscaling::Client,
-    pub ecr: aws_sdk_ecr::Client,
-}
-
 pub struct FargateService {
-    c: Clients,
+    clients: Clients,
 }
 
 /// Saved between checks of a wait.
@@ -102,8 +94,8 @@ fn strategy_items(items: &[StrategyItem]) -> Vec<CapacityProviderStrategyItem> {
         .filter_map(|i| {
             CapacityProviderStrategyItem::builder()
                 .capacity_provider(&i.capacity_provider)
-                .weight(i.weight as i32)
-                .base(i.base as i32)
+                .weight(i.weight)
+                .base(i.base)
                 .build()
                 .ok()
         })
@@ -119,7 +111,7 @@ fn template_strategy(props: &ServiceProperties, checked: &Checked) -> Vec<fallba
     props
         .capacity_provider_strategy
         .iter()
-        .map(|i| fallback::Item::new(&i.capacity_provider, i.weight, i.base))
+        .map(|i| fallback::Item::new(&i.capacity_provider, i64::from(i.weight), i64::from(i.base)))
         .collect()
 }
 
@@ -128,15 +120,16 @@ fn template_strategy(props: &ServiceProperties, checked: &Checked) -> Vec<fallba
 fn applied_strategy(new: &[StrategyItem], state: FallbackState) -> Vec<StrategyItem> {
     let template: Vec<fallback::Item> = new
         .iter()
-        .map(|i| fallback::Item::new(&i.capacity_provider, i.weight, i.base))
+        .map(|i| fallback::Item::new(&i.capacity_provider, i64::from(i.weight), i64::from(i.base)))
         .collect();
     state
         .strategy(&template)
         .into_iter()
         .map(|i| StrategyItem {
             capacity_provider: i.provider,
-            weight: i.weight,
-            base: i.base,
+            // A fallback's base is at most the desired count, an i32 in ECS.
+            weight: i32::try_from(i.weight).unwrap_or(i32::MAX),
+            base: i32::try_from(i.base).unwrap_or(i32::MAX),
         })
         .collect()
 }
@@ -164,7 +157,7 @@ fn load_balancers(props: &ServiceProperties) -> Vec<LoadBalancer> {
             LoadBalancer::builder()
                 .target_group_arn(&lb.target_group_arn)
                 .container_name(&lb.container_name)
-                .container_port(lb.container_port as i32)
+                .container_port(lb.container_port)
                 .build()
         })
         .collect()
@@ -260,9 +253,7 @@ fn create_request(
     if !props.load_balancers.is_empty() {
         request = request
             .set_load_balancers(Some(load_balancers(props)))
-            .set_health_check_grace_period_seconds(
-                props.health_check_grace_period_seconds.map(|s| s as i32),
-            );
+            .set_health_check_grace_period_seconds(props.health_check_grace_period_seconds);
     }
     request
 }
@@ -334,7 +325,7 @@ fn in_place_changes(
     }
     if old.health_check_grace_period_seconds != new.health_check_grace_period_seconds {
         request = request.set_health_check_grace_period_seconds(Some(
-            new.health_check_grace_period_seconds.unwrap_or(0) as i32,
+            new.health_check_grace_period_seconds.unwrap_or(0),
         ));
         changed.push("HealthCheckGracePeriodSeconds");
     }
@@ -354,8 +345,8 @@ fn in_place_changes(
 }
 
 impl FargateService {
-    pub fn new(c: Clients) -> Self {
-        Self { c }
+    pub fn new(clients: Clients) -> Self {
+        Self { clients }
     }
 
     /// The service by name or ARN, or None when it (or its cluster) does not exist.
@@ -365,7 +356,7 @@ impl FargateService {
         service: &str,
     ) -> Result<Option<Service>, ServiceError> {
         match self
-            .c
+            .clients
             .ecs
             .describe_services()
             .cluster(cluster)
@@ -445,7 +436,7 @@ impl FargateService {
         ctx: &Context,
         props: &ServiceProperties,
     ) -> Result<(Service, Checked), ServiceError> {
-        let checked = preflight::run(&self.c, props).await?;
+        let checked = preflight::run(&self.clients, props).await?;
         if let Some(existing) = self.describe(&props.cluster, &props.service_name).await? {
             match existing.status() {
                 Some("ACTIVE") if tag_of(&existing, TAG_REQUEST) == Some(ctx.request_id.as_str()) => {
@@ -467,7 +458,7 @@ impl FargateService {
                 _ => {}
             }
         }
-        let request = create_request(self.c.ecs.create_service(), ctx, props, &checked);
+        let request = create_request(self.clients.ecs.create_service(), ctx, props, &checked);
         let created = request
             .send()
             .await
@@ -491,7 +482,7 @@ impl FargateService {
         let resource_id =
             custom_resource::ecs::scalable_target_id(&props.cluster, &props.service_name);
         let answer = self
-            .c
+            .clients
             .scaling
             .describe_scalable_targets()
             .service_namespace(ServiceNamespace::Ecs)
@@ -536,24 +527,28 @@ impl FargateService {
         Ok(Some(desired))
     }
 
+    /// The service an Update changes, which must still exist.
+    async fn active(&self, cluster: &str, physical_id: &str) -> Result<Service, ServiceError> {
+        self.describe(cluster, physical_id)
+            .await?
+            .filter(|s| s.status() == Some("ACTIVE"))
+            .ok_or_else(|| {
+                ServiceError::from(custom_resource::AwsError::new(
+                    "DescribeServices",
+                    "ServiceNotFoundException",
+                    format!("service {physical_id} no longer exists (deleted outside CloudFormation); remove it from the template and add it back to recreate it"),
+                ))
+            })
+    }
+
     async fn update_in_place(
         &self,
         physical_id: &str,
         old: &ServiceProperties,
         new: &ServiceProperties,
     ) -> Result<Outcome, ServiceError> {
-        let checked = preflight::run(&self.c, new).await?;
-        let Some(current) = self
-            .describe(&new.cluster, physical_id)
-            .await?
-            .filter(|s| s.status() == Some("ACTIVE"))
-        else {
-            return Err(ServiceError::from(custom_resource::AwsError::new(
-                "DescribeServices",
-                "ServiceNotFoundException",
-                format!("service {physical_id} no longer exists (deleted outside CloudFormation); remove it from the template and add it back to recreate it"),
-            )));
-        };
+        let checked = preflight::run(&self.clients, new).await?;
+        let current = self.active(&new.cluster, physical_id).await?;
         let awaiting = tag_of(&current, TAG_AWAITING_IMAGE).is_some();
         let recorded = (
             tag_of(&current, TEMPLATE_DESIRED_COUNT).map(str::to_owned),
@@ -568,7 +563,7 @@ impl FargateService {
             ));
         }
         let mut request = self
-            .c
+            .clients
             .ecs
             .update_service()
             .cluster(&new.cluster)
@@ -613,19 +608,8 @@ impl FargateService {
             })?
         };
         self.retag(physical_id, old, new).await?;
-        self.record_template(physical_id, recorded, new, &checked)
+        self.record_template(physical_id, recorded, new, &checked, fallback)
             .await?;
-        if fallback == FallbackPlan::End {
-            info!("spot fallback turned off: the template's strategy again, its state tag removed");
-            self.c
-                .ecs
-                .untag_resource()
-                .resource_arn(physical_id)
-                .tag_keys(SPOT_FALLBACK)
-                .send()
-                .await
-                .map_err(ServiceError::aws("UntagResource"))?;
-        }
         let service = self.mark_awaiting(physical_id, service, &plan).await?;
         Ok(self.settle(new, &service, &checked, Completion::unchanged()))
     }
@@ -653,7 +637,7 @@ impl FargateService {
             .collect();
         match &wanted {
             Some(images) => {
-                self.c
+                self.clients
                     .ecs
                     .tag_resource()
                     .resource_arn(arn)
@@ -664,7 +648,7 @@ impl FargateService {
                 tags.push(ecs_tag(TAG_AWAITING_IMAGE, images));
             }
             None => {
-                self.c
+                self.clients
                     .ecs
                     .untag_resource()
                     .resource_arn(arn)
@@ -679,14 +663,27 @@ impl FargateService {
     }
 
     /// Keeps the template's DesiredCount (for the scaling resource's Delete) and strategy (for
-    /// `spot-fallback`'s return) on the service, in one TagResource when either changed.
+    /// `spot-fallback`'s return) on the service, in one TagResource when either changed; removes
+    /// the state of a fallback the template ended.
     async fn record_template(
         &self,
         arn: &str,
         (count, strategy): (Option<String>, Option<String>),
         props: &ServiceProperties,
         checked: &Checked,
+        fallback: FallbackPlan,
     ) -> Result<(), ServiceError> {
+        if fallback == FallbackPlan::End {
+            info!("spot fallback turned off: the template's strategy again, its state tag removed");
+            self.clients
+                .ecs
+                .untag_resource()
+                .resource_arn(arn)
+                .tag_keys(SPOT_FALLBACK)
+                .send()
+                .await
+                .map_err(ServiceError::aws("UntagResource"))?;
+        }
         let wanted = [
             (
                 TEMPLATE_DESIRED_COUNT,
@@ -707,7 +704,7 @@ impl FargateService {
         if changed.is_empty() {
             return Ok(());
         }
-        self.c
+        self.clients
             .ecs
             .tag_resource()
             .resource_arn(arn)
@@ -736,7 +733,7 @@ impl FargateService {
             .map(|(k, v)| ecs_tag(k, v))
             .collect();
         if !set.is_empty() {
-            self.c
+            self.clients
                 .ecs
                 .tag_resource()
                 .resource_arn(arn)
@@ -746,7 +743,7 @@ impl FargateService {
                 .map_err(ServiceError::aws("TagResource"))?;
         }
         if !removed.is_empty() {
-            self.c
+            self.clients
                 .ecs
                 .untag_resource()
                 .resource_arn(arn)
@@ -768,7 +765,7 @@ impl FargateService {
                 if service.desired_count() > 0 {
                     // Scale to zero first so tasks stop before the service goes away.
                     match self
-                        .c
+                        .clients
                         .ecs
                         .update_service()
                         .cluster(cluster)
@@ -785,7 +782,7 @@ impl FargateService {
                     }
                 }
                 let deleted = match self
-                    .c
+                    .clients
                     .ecs
                     .delete_service()
                     .cluster(cluster)
@@ -835,7 +832,7 @@ impl FargateService {
         service: &Service,
     ) -> Result<Vec<Task>, ServiceError> {
         let listed = self
-            .c
+            .clients
             .ecs
             .list_tasks()
             .cluster(cluster)
@@ -849,7 +846,7 @@ impl FargateService {
             return Ok(Vec::new());
         }
         let described = self
-            .c
+            .clients
             .ecs
             .describe_tasks()
             .cluster(cluster)

@@ -1,7 +1,6 @@
 //! Errors of `spot-fallback`. An error fails the invocation: Lambda retries the event twice, then
 //! puts it on the dead-letter queue (the template's DeadLetterConfig).
 
-use aws_sdk_ecs::error::{ProvideErrorMetadata, SdkError};
 use custom_resource::AwsError;
 use thiserror::Error;
 
@@ -20,15 +19,7 @@ pub enum FallbackError {
     Service(String),
 }
 
-impl FallbackError {
-    pub fn aws<E, R>(operation: &'static str) -> impl FnOnce(SdkError<E, R>) -> Self
-    where
-        E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug + 'static,
-    {
-        move |error| AwsError::of(operation)(error).into()
-    }
-}
+custom_resource::aws_error_helpers!(FallbackError);
 
 /// What Lambda records for a failed invocation (and the dead-letter queue keeps).
 impl From<FallbackError> for lambda_runtime::Diagnostic {
