@@ -57,6 +57,42 @@ def engine_for_deploys(name: str, bucket: str):
     return engine
 
 
+def deploy_provider(engine, stack: str, prefix: str) -> list:
+    """provider.yaml deployed as `stack` on an engine_for_deploys engine, its zips uploaded under
+    `prefix`; returns the code parameters (CodeBucket, CodeKeyPrefix) for other stacks."""
+    import stackctl
+    from harness.engine_process import settle
+
+    s3 = engine.client("s3")
+    for function in stackctl.FUNCTIONS:
+        s3.upload_file(str(engine.lambda_dir / function / "bootstrap.zip"), engine.bucket, f"{prefix}/{function}.zip")
+    code = [{"ParameterKey": "CodeBucket", "ParameterValue": engine.bucket},
+            {"ParameterKey": "CodeKeyPrefix", "ParameterValue": prefix}]
+    cfn = engine.client("cloudformation")
+    cfn.create_stack(StackName=stack, TemplateBody=(ROOT / "cloudformation/provider.yaml").read_text(),
+                     Capabilities=["CAPABILITY_IAM"], Parameters=code)
+    assert settle(cfn, stack)["StackStatus"] == "CREATE_COMPLETE"
+    return code
+
+
+def fargate_world(engine, octet: int) -> None:
+    """What a Custom::FargateService needs around it: a VPC 10.<octet>.0.0/16 with subnets in two
+    zones (engine.subnets) and a security group (engine.group), the ECS service-linked role, a
+    FARGATE/FARGATE_SPOT cluster `app` and a task definition `web:1` whose image is pullable (not
+    in this account's ECR)."""
+    ec2, ecs, iam = engine.client("ec2"), engine.client("ecs"), engine.client("iam")
+    vpc = ec2.create_vpc(CidrBlock=f"10.{octet}.0.0/16")["Vpc"]["VpcId"]
+    engine.subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.{octet}.{i}.0/24",
+                                        AvailabilityZone=f"us-east-1{zone}")["Subnet"]["SubnetId"]
+                      for i, zone in enumerate("ab")]
+    engine.group = ec2.create_security_group(GroupName="web", Description="web", VpcId=vpc)["GroupId"]
+    iam.create_service_linked_role(AWSServiceName="ecs.amazonaws.com")
+    ecs.create_cluster(clusterName="app", capacityProviders=["FARGATE", "FARGATE_SPOT"])
+    ecs.register_task_definition(
+        family="web", networkMode="awsvpc", requiresCompatibilities=["FARGATE"], cpu="256", memory="512",
+        containerDefinitions=[{"name": "web", "image": "nginx", "essential": True}])
+
+
 def make_on(engine, *arguments):
     """`make <arguments>` against the engine, as a person runs it (output printed for the log)."""
     import subprocess

@@ -12,9 +12,8 @@ import json
 import time
 
 import pytest
-import stackctl
 
-from conftest import LOGS, engine_for_deploys
+from conftest import LOGS, deploy_provider, engine_for_deploys, fargate_world
 from harness.engine_process import settle
 
 BUCKET = "fail-fast-code"
@@ -29,34 +28,10 @@ SPOT_ONLY = [{"CapacityProvider": "FARGATE_SPOT", "Weight": 1}]
 @pytest.fixture(scope="module")
 def engine():
     engine = engine_for_deploys("fail-fast", BUCKET)
-    s3 = engine.client("s3")
-    for function in stackctl.FUNCTIONS:
-        s3.upload_file(str(engine.lambda_dir / function / "bootstrap.zip"), BUCKET, f"ff/{function}.zip")
-    cfn = engine.client("cloudformation")
-    cfn.create_stack(StackName=PROVIDER, TemplateBody=(stackctl.ROOT / "cloudformation/provider.yaml").read_text(),
-                     Capabilities=["CAPABILITY_IAM"],
-                     Parameters=[{"ParameterKey": "CodeBucket", "ParameterValue": BUCKET},
-                                 {"ParameterKey": "CodeKeyPrefix", "ParameterValue": "ff"}])
-    assert settle(cfn, PROVIDER)["StackStatus"] == "CREATE_COMPLETE"
-    world(engine)
+    deploy_provider(engine, PROVIDER, "ff")
+    fargate_world(engine, 9)
     yield engine
     engine.stop()
-
-
-def world(engine) -> None:
-    """A VPC with subnets in two zones, a FARGATE/FARGATE_SPOT cluster and a task definition
-    whose image is pullable (not in this account's ECR)."""
-    ec2, ecs, iam = engine.client("ec2"), engine.client("ecs"), engine.client("iam")
-    vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
-    engine.subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.9.{i}.0/24",
-                                        AvailabilityZone=f"us-east-1{zone}")["Subnet"]["SubnetId"]
-                      for i, zone in enumerate("ab")]
-    engine.group = ec2.create_security_group(GroupName="web", Description="web", VpcId=vpc)["GroupId"]
-    iam.create_service_linked_role(AWSServiceName="ecs.amazonaws.com")
-    ecs.create_cluster(clusterName="app", capacityProviders=["FARGATE", "FARGATE_SPOT"])
-    ecs.register_task_definition(
-        family="web", networkMode="awsvpc", requiresCompatibilities=["FARGATE"], cpu="256", memory="512",
-        containerDefinitions=[{"name": "web", "image": "nginx", "essential": True}])
 
 
 def service_template(strategy, **extra) -> str:

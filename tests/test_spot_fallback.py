@@ -12,7 +12,7 @@ import time
 import pytest
 import stackctl
 
-from conftest import LOGS, engine_for_deploys
+from conftest import LOGS, deploy_provider, engine_for_deploys, fargate_world
 from harness.engine_process import settle
 
 BUCKET = "spot-fallback-code"
@@ -32,15 +32,9 @@ NEW_MIX = [{"CapacityProvider": "FARGATE", "Weight": 2}, {"CapacityProvider": "F
 def engine():
     shutil.rmtree(LOGS / "spot-fallback", ignore_errors=True)  # the log test counts this run's lines
     engine = engine_for_deploys("spot-fallback", BUCKET)
-    s3 = engine.client("s3")
-    for function in stackctl.FUNCTIONS:
-        s3.upload_file(str(engine.lambda_dir / function / "bootstrap.zip"), BUCKET, f"sf/{function}.zip")
+    code = deploy_provider(engine, PROVIDER, "sf")
+    fargate_world(engine, 8)
     cfn = engine.client("cloudformation")
-    code = [{"ParameterKey": "CodeBucket", "ParameterValue": BUCKET}, {"ParameterKey": "CodeKeyPrefix", "ParameterValue": "sf"}]
-    cfn.create_stack(StackName=PROVIDER, TemplateBody=(stackctl.ROOT / "cloudformation/provider.yaml").read_text(),
-                     Capabilities=["CAPABILITY_IAM"], Parameters=code)
-    assert settle(cfn, PROVIDER)["StackStatus"] == "CREATE_COMPLETE"
-    world(engine)
     cfn.create_stack(StackName=SERVICE_STACK, TemplateBody=service_template(MIX), Parameters=service_parameters(engine))
     assert settle(cfn, SERVICE_STACK)["StackStatus"] == "CREATE_COMPLETE"
     engine.service_arn = outputs(cfn, SERVICE_STACK)["ServiceArn"]
@@ -56,21 +50,6 @@ def engine():
 def reasons(cfn, name: str) -> list:
     return [(e["LogicalResourceId"], e.get("ResourceStatusReason")) for e in cfn.describe_stack_events(StackName=name)["StackEvents"]
             if e.get("ResourceStatusReason")]
-
-
-def world(engine) -> None:
-    """A VPC with subnets in two zones, a FARGATE/FARGATE_SPOT cluster and a pullable task definition."""
-    ec2, ecs, iam = engine.client("ec2"), engine.client("ecs"), engine.client("iam")
-    vpc = ec2.create_vpc(CidrBlock="10.8.0.0/16")["Vpc"]["VpcId"]
-    engine.subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.8.{i}.0/24",
-                                        AvailabilityZone=f"us-east-1{zone}")["Subnet"]["SubnetId"]
-                      for i, zone in enumerate("ab")]
-    engine.group = ec2.create_security_group(GroupName="web", Description="web", VpcId=vpc)["GroupId"]
-    iam.create_service_linked_role(AWSServiceName="ecs.amazonaws.com")
-    ecs.create_cluster(clusterName="app", capacityProviders=["FARGATE", "FARGATE_SPOT"])
-    ecs.register_task_definition(
-        family="web", networkMode="awsvpc", requiresCompatibilities=["FARGATE"], cpu="256", memory="512",
-        containerDefinitions=[{"name": "web", "image": "nginx", "essential": True}])
 
 
 def service_template(strategy) -> str:

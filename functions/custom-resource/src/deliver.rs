@@ -1,6 +1,13 @@
 //! Delivering the answer: the response-URL allow-list and the PUT with retries.
 
 use crate::error::Error;
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
 use std::future::Future;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -97,29 +104,75 @@ pub trait Deliver: Send + Sync + 'static {
 }
 
 /// PUT with exponential backoff on connection errors, timeouts and 5xx. A 4xx is final (the
-/// pre-signed URL is wrong or expired; retrying cannot help).
-#[derive(Debug, Clone)]
+/// pre-signed URL is wrong or expired; retrying cannot help). Built on the HTTP and TLS stack the
+/// AWS SDK already compiles (hyper 1, hyper-util's client, hyper-rustls with aws-lc and the
+/// system's roots), so every binary carries one.
+#[derive(Clone)]
 pub struct HttpDelivery {
-    client: reqwest::Client,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     max_attempts: u32,
     first_backoff: Duration,
 }
 
+impl std::fmt::Debug for HttpDelivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpDelivery")
+            .field("max_attempts", &self.max_attempts)
+            .finish()
+    }
+}
+
+/// How long one PUT may take, connection included.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
+
 impl HttpDelivery {
     pub fn new() -> Result<Self, Error> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(15))
-            .build()
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(Duration::from_secs(5)));
+        // https for AWS; plain http only where RESPONSE_URL_ALLOWED_PREFIXES allows it (local runs).
+        http.enforce_http(false);
+        let https = HttpsConnectorBuilder::new()
+            .with_provider_and_native_roots(rustls::crypto::aws_lc_rs::default_provider())
             .map_err(|error| Error::Delivery {
                 attempts: 0,
-                message: format!("could not build the HTTP client: {error}"),
-            })?;
+                message: format!("could not load the system's TLS roots: {error}"),
+            })?
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
         Ok(Self {
-            client,
+            client: Client::builder(TokioExecutor::new()).build(https),
             max_attempts: 8,
             first_backoff: Duration::from_millis(200),
         })
+    }
+
+    /// One PUT: `Ok(status, first 300 characters of the body)`, or the transport error.
+    async fn put(&self, url: &str, body: &[u8]) -> Result<(StatusCode, String), String> {
+        // S3 pre-signed PUTs are signed without a content type: send an empty one.
+        let request = Request::put(url)
+            .header("Content-Type", "")
+            .body(Full::new(Bytes::copy_from_slice(body)))
+            .map_err(|error| format!("invalid request: {error}"))?;
+        let exchange = async {
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|error| crate::error::chain(&error))?;
+            let status = response.status();
+            let text = match response.into_body().collect().await {
+                Ok(collected) => String::from_utf8_lossy(&collected.to_bytes())
+                    .chars()
+                    .take(300)
+                    .collect(),
+                Err(_) => String::new(),
+            };
+            Ok((status, text))
+        };
+        tokio::time::timeout(ATTEMPT_TIMEOUT, exchange)
+            .await
+            .unwrap_or_else(|_| Err(format!("no answer within {} s", ATTEMPT_TIMEOUT.as_secs())))
     }
 }
 
@@ -129,26 +182,13 @@ impl Deliver for HttpDelivery {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            // S3 pre-signed PUTs are signed without a content type: send an empty one.
-            let result = self
-                .client
-                .put(url)
-                .header("Content-Type", "")
-                .body(body.clone())
-                .send()
-                .await;
-            let (retryable, message) = match result {
-                Ok(response) if response.status().is_success() => return Ok(attempt),
-                Ok(response) => {
-                    let status = response.status();
-                    let text = response.text().await.unwrap_or_default();
-                    let snippet: String = text.chars().take(300).collect();
-                    (
-                        status.is_server_error() || status.as_u16() == 429,
-                        format!("HTTP {status}: {snippet}"),
-                    )
-                }
-                Err(error) => (true, crate::error::chain(&error)),
+            let (retryable, message) = match self.put(url, &body).await {
+                Ok((status, _)) if status.is_success() => return Ok(attempt),
+                Ok((status, snippet)) => (
+                    status.is_server_error() || status.as_u16() == 429,
+                    format!("HTTP {status}: {snippet}"),
+                ),
+                Err(message) => (true, message),
             };
             let out_of_time = Instant::now() + backoff >= give_up_at;
             if !retryable || attempt >= self.max_attempts || out_of_time {

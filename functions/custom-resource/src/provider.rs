@@ -52,6 +52,9 @@ pub struct Continuation {
     /// operation again (resources whose steps re-run safely only).
     #[serde(default)]
     pub restart: bool,
+    /// The Update made a new resource (`physical_resource_id`): it completes as a replacement.
+    #[serde(default)]
+    pub replacement: bool,
 }
 
 /// The Lambda invocation serving the event.
@@ -146,12 +149,29 @@ struct Run {
     failure_id: String,
     /// The physical id a pending operation reported, carried across hand-overs.
     reported_id: Option<String>,
+    /// A pending Update declared it made a new resource (`reported_id`).
+    replacement: bool,
     /// The last progress reported and what it waits for: what a step cut off at the deadline
     /// hands over (none yet: start again).
     last_progress: Option<(Value, String)>,
 }
 
 impl Run {
+    /// The completion as the operation declared it while pending: a Create, or an Update that
+    /// made a new resource, finishes with the id it reported, whatever the final step returns.
+    fn as_declared(&self, mut completion: Completion) -> Completion {
+        match (self.ctx.request_type, &self.reported_id) {
+            (RequestType::Update, Some(id)) if self.replacement => {
+                completion.physical_id = PhysicalId::Replaced(id.clone());
+            }
+            (RequestType::Create, Some(id)) if completion.physical_id == PhysicalId::Unchanged => {
+                completion.physical_id = PhysicalId::New(id.clone());
+            }
+            _ => {}
+        }
+        completion
+    }
+
     fn failed(&self, reason: String) -> Decision {
         Decision::Answer(Answer::failed(self.failure_id.clone(), reason))
     }
@@ -174,6 +194,7 @@ impl Run {
             waiting_for,
             physical_resource_id: self.reported_id.clone(),
             restart,
+            replacement: self.replacement,
         }
     }
 }
@@ -587,6 +608,7 @@ impl<R: Resource, D: Deliver, H: HandOver> Provider<R, D, H> {
             _ => Step::Start,
         };
         let run = Run {
+            replacement: continuation.as_ref().is_some_and(|c| c.replacement),
             reported_id: continuation.and_then(|c| c.physical_resource_id),
             ctx,
             physical_id,
@@ -620,7 +642,7 @@ impl<R: Resource, D: Deliver, H: HandOver> Provider<R, D, H> {
                     return self.completed(
                         run.ctx.request_type,
                         run.physical_id.as_deref(),
-                        completion,
+                        run.as_declared(completion),
                     );
                 }
                 Outcome::Pending(pending) => {
@@ -708,6 +730,7 @@ impl<R: Resource, D: Deliver, H: HandOver> Provider<R, D, H> {
         run: &mut Run,
         pending: Pending,
     ) -> Result<Step, Decision> {
+        run.replacement |= pending.replacement;
         if let Some(id) = &pending.physical_id {
             run.reported_id = Some(id.clone());
             if run.ctx.request_type == RequestType::Create {

@@ -166,6 +166,7 @@ impl Outcome {
             waiting_for: waiting_for.into(),
             progress: serde_json::to_value(progress).unwrap_or(Value::Null),
             physical_id: None,
+            replacement: false,
         })
     }
 }
@@ -182,8 +183,12 @@ pub struct Pending {
     pub waiting_for: String,
     pub progress: Value,
     /// The physical id once something exists: a Create that times out answers FAILED with it,
-    /// so the rollback Delete removes what was made.
+    /// so the rollback Delete removes what was made; when the operation finishes, a Create (or a
+    /// replacement) answers with it.
     pub physical_id: Option<String>,
+    /// This Update made a new resource (`physical_id`): it completes as a replacement whatever
+    /// the resource's final `Completion` says, so `resume` need not decide it again.
+    pub replacement: bool,
 }
 
 impl Pending {
@@ -198,6 +203,18 @@ impl Outcome {
     pub fn with_physical_id(self, id: impl Into<String>) -> Self {
         match self {
             Outcome::Pending(pending) => Outcome::Pending(pending.with_physical_id(id)),
+            done => done,
+        }
+    }
+
+    /// A pending Update that made a new resource `id`: the operation completes as its
+    /// replacement (decided here, once; carried across hand-overs).
+    pub fn replacing(self, id: impl Into<String>) -> Self {
+        match self {
+            Outcome::Pending(pending) => Outcome::Pending(Pending {
+                replacement: true,
+                ..pending.with_physical_id(id)
+            }),
             done => done,
         }
     }

@@ -6,8 +6,8 @@ use custom_resource::deliver::{Deliver, UrlPolicy};
 use custom_resource::handover::{Claim, HandOver};
 use custom_resource::provider::CONTINUATION_KEY;
 use custom_resource::{
-    de, Completion, Context, Error, Handled, Invocation, Outcome, Properties, Provider, Request,
-    Resource, Settings,
+    de, Completion, Context, Error, Handled, Invocation, Outcome, PhysicalId, Properties, Provider,
+    Request, Resource, Settings,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -96,11 +96,18 @@ impl Thing {
             Mode::HugeReason => Err(ThingError::Boom("why ".repeat(3000))),
             Mode::Panic => panic!("thing exploded"),
             Mode::Hang => unreachable!("handled in the async part"),
-            Mode::Wait => Ok(Outcome::pending(
-                format!("thing {id} to become ready"),
-                json!({"left": props.wait_polls.unwrap_or(2)}),
-            )
-            .with_physical_id(id)),
+            Mode::Wait => {
+                let pending = Outcome::pending(
+                    format!("thing {id} to become ready"),
+                    json!({"left": props.wait_polls.unwrap_or(2)}),
+                );
+                // How it will complete is declared now; `resume` does not decide it again.
+                Ok(match completion.physical_id {
+                    PhysicalId::Replaced(new) => pending.replacing(new),
+                    PhysicalId::New(new) => pending.with_physical_id(new),
+                    PhysicalId::Unchanged => pending.with_physical_id(id),
+                })
+            }
             Mode::NotFound => Err(ThingError::NotFound),
             Mode::FailAfterMaking => Err(ThingError::AfterMaking(id.to_owned())),
             Mode::BigData => Ok(completion.data("Blob", "b".repeat(5000)).into()),
@@ -184,7 +191,7 @@ impl Resource for Thing {
             Request::Delete { properties, .. } => &properties.name,
         };
         if left == 0 {
-            return Ok(Completion::created(name).data("Ready", "true").into());
+            return Ok(Completion::unchanged().data("Ready", "true").into());
         }
         Ok(Outcome::pending(
             format!("thing {name} to become ready"),
@@ -767,6 +774,41 @@ async fn an_update_that_declares_a_replacement_returns_the_new_id() {
         .handle(event(UPDATE, json!({"Name": "thing-2"})), lambda(30))
         .await;
     assert_eq!(s.only_answer()["PhysicalResourceId"], "thing-2");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_replacement_declared_while_pending_completes_with_the_new_id_across_a_hand_over() {
+    let s = setup();
+    let first = s
+        .provider
+        .handle(
+            event(
+                UPDATE,
+                json!({"Name": "thing-2", "Mode": "Wait", "WaitPolls": 8}),
+            ),
+            lambda(8),
+        )
+        .await;
+    assert_eq!(first, Handled::HandedOver { invocation: 2 });
+    let (_, payload) = s.recorder.handed.lock().unwrap()[0].clone();
+    assert_eq!(payload[CONTINUATION_KEY]["Replacement"], true);
+    assert_eq!(payload[CONTINUATION_KEY]["PhysicalResourceId"], "thing-2");
+    s.provider.handle(payload, lambda(60)).await;
+    let answer = s.only_answer();
+    assert_eq!(answer["Status"], "SUCCESS");
+    assert_eq!(answer["PhysicalResourceId"], "thing-2");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiting_update_in_place_completes_with_the_events_id() {
+    let s = setup();
+    s.provider
+        .handle(
+            event(UPDATE, json!({"Mode": "Wait", "WaitPolls": 1})),
+            lambda(60),
+        )
+        .await;
+    assert_eq!(s.only_answer()["PhysicalResourceId"], "thing-1");
 }
 
 #[tokio::test]

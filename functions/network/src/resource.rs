@@ -542,14 +542,15 @@ fn keep_id(outcome: Outcome) -> Outcome {
     }
 }
 
-/// A replacement answers with the new VPC's id as a replacement.
+/// A replacement answers with the new VPC's id as a replacement; still pending, it declares so,
+/// and the library completes it that way after the wait (resume does not decide it again).
 fn as_replacement(vpc_id: &str, outcome: Outcome) -> Outcome {
     match outcome {
         Outcome::Done(mut done) => {
             done.physical_id = PhysicalId::Replaced(vpc_id.to_owned());
             Outcome::Done(done)
         }
-        pending => pending,
+        pending => pending.replacing(vpc_id),
     }
 }
 
@@ -690,9 +691,9 @@ impl Resource for Network {
             Request::Create { properties } => {
                 Box::pin(self.resume_build(ctx, &saved.vpc_id, properties)).await
             }
+            // A replacement still building: how it completes was declared when it went pending.
             Request::Update { old, new, .. } if old.needs_replacement(new) => {
-                let outcome = Box::pin(self.resume_build(ctx, &saved.vpc_id, new)).await?;
-                Ok(as_replacement(&saved.vpc_id, outcome))
+                Box::pin(self.resume_build(ctx, &saved.vpc_id, new)).await
             }
             // The state says what is still to do, the retag included (plan::retag).
             Request::Update {

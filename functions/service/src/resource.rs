@@ -19,7 +19,7 @@ use aws_sdk_ecs::types::{
 };
 use custom_resource::fallback::{self, State as FallbackState};
 use custom_resource::tags::{SPOT_FALLBACK, TEMPLATE_DESIRED_COUNT, TEMPLATE_STRATEGY};
-use custom_resource::{Completion, Context, Outcome, Request, Resource};
+use custom_resource::{Completion, Context, Outcome, PhysicalId, Request, Resource};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -414,7 +414,8 @@ impl FargateService {
                 .into();
         }
         let arn = service.service_arn().unwrap_or_default().to_owned();
-        Outcome::pending(
+        let replacement = matches!(completion.physical_id, PhysicalId::Replaced(_));
+        let pending = Outcome::pending(
             format!(
                 "service {} to reach steady state",
                 service.service_name().unwrap_or_default()
@@ -427,8 +428,14 @@ impl FargateService {
                 cluster_arn: checked.cluster_arn.clone(),
                 fail_fast: props.fail_fast,
             },
-        )
-        .with_physical_id(arn)
+        );
+        // How the operation completes is decided here, once: the library finishes a Create or a
+        // replacement with this id after the wait, across hand-overs.
+        if replacement {
+            pending.replacing(arn)
+        } else {
+            pending.with_physical_id(arn)
+        }
     }
 
     async fn create_service(
@@ -969,15 +976,11 @@ impl Resource for FargateService {
                 physical_id,
                 properties,
             } => self.remove(&properties.cluster, physical_id).await,
-            Request::Create { .. } => {
-                let arn = saved.service_arn.clone();
-                self.check_steady(saved, Completion::created(arn)).await
+            // How a Create or a replacement completes (its new service's id) was declared when it
+            // went pending; the library applies it.
+            Request::Create { .. } | Request::Update { .. } => {
+                self.check_steady(saved, Completion::unchanged()).await
             }
-            Request::Update { old, new, .. } if old.needs_replacement(new) => {
-                let arn = saved.service_arn.clone();
-                self.check_steady(saved, Completion::replaced(arn)).await
-            }
-            Request::Update { .. } => self.check_steady(saved, Completion::unchanged()).await,
         }
     }
 }
@@ -987,6 +990,18 @@ mod tests {
     use super::*;
     use custom_resource::properties::parse;
     use serde_json::json;
+
+    /// The strategy an UpdateService request carries, as (provider, weight, base).
+    fn strategy_sent(request: &UpdateServiceFluentBuilder) -> Vec<(String, i32, i32)> {
+        request
+            .as_input()
+            .get_capacity_provider_strategy()
+            .clone()
+            .unwrap_or_default()
+            .iter()
+            .map(|i| (i.capacity_provider().to_owned(), i.weight(), i.base()))
+            .collect()
+    }
 
     fn update_request() -> UpdateServiceFluentBuilder {
         let config = aws_sdk_ecs::Config::builder()
@@ -1021,15 +1036,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(changed, vec!["CapacityProviderStrategy"]);
+        let sent = strategy_sent(&request);
         let input = request.as_input();
         assert_eq!(input.get_force_new_deployment(), &Some(true));
-        let sent: Vec<(String, i32, i32)> = input
-            .get_capacity_provider_strategy()
-            .clone()
-            .unwrap()
-            .iter()
-            .map(|i| (i.capacity_provider().to_owned(), i.weight(), i.base()))
-            .collect();
         assert_eq!(
             sent,
             vec![("FARGATE".into(), 1, 1), ("FARGATE_SPOT".into(), 3, 0)]
@@ -1058,16 +1067,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(changed, vec!["CapacityProviderStrategy"]);
-        let sent: Vec<(String, i32, i32)> = request
-            .as_input()
-            .get_capacity_provider_strategy()
-            .clone()
-            .unwrap()
-            .iter()
-            .map(|i| (i.capacity_provider().to_owned(), i.weight(), i.base()))
-            .collect();
         assert_eq!(
-            sent,
+            strategy_sent(&request),
             vec![("FARGATE".into(), 1, 4), ("FARGATE_SPOT".into(), 3, 0)]
         );
         // Unchanged properties leave the fallback's strategy alone.
@@ -1100,15 +1101,10 @@ mod tests {
         let (request, changed) =
             in_place_changes(update_request(), &props, &props, false, FallbackPlan::End).unwrap();
         assert_eq!(changed, vec!["CapacityProviderStrategy"]);
-        let bases: Vec<i32> = request
-            .as_input()
-            .get_capacity_provider_strategy()
-            .clone()
-            .unwrap()
-            .iter()
-            .map(|i| i.base())
-            .collect();
-        assert_eq!(bases, vec![0, 0]);
+        assert_eq!(
+            strategy_sent(&request),
+            vec![("FARGATE".into(), 1, 0), ("FARGATE_SPOT".into(), 3, 0)]
+        );
     }
 
     #[test]
