@@ -21,6 +21,8 @@ BUCKET    ?= $(CODE_BUCKET)
 STACKCTL  := $(VENV_PY) cloudformation/stackctl.py
 # Where `package` takes the provider zips from (<dir>/<function>/bootstrap.zip): make build's output.
 LAMBDA_DIR ?= $(CARGO_TARGET_DIR)/lambda
+# Where package writes the packaged template and code.json (stackctl's default: .build/$(ENV)).
+BUILD_DIR_ARG := $(if $(BUILD_DIR),--build-dir '$(BUILD_DIR)')
 
 .PHONY: help test demo demo-release demo-protocol soak binaries build zips fmt fmt-check clippy unit integration lint tools clean \
 	package deploy weights tasks outputs events destroy
@@ -79,8 +81,12 @@ unit:
 		$(CARGO) test --workspace --locked --no-fail-fast; \
 	fi
 
+# The scenarios on PYTEST_WORKERS pytest-xdist workers, a test module per worker at a time (its
+# module fixtures, e.g. one engine, stay on one worker). They mostly wait on loopback servers, so
+# more workers than cores pays; each worker runs its own servers and logs (.tmp/test-logs/<worker>).
+PYTEST_WORKERS ?= 6
 integration: $(STAMP) binaries
-	$(VENV_PY) -m pytest tests -v -p no:cacheprovider
+	$(VENV_PY) -m pytest tests -v -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile --durations=15
 
 # cfn-lint every template with informational rules on; cfn-lint cannot see inside Custom::
 # resources, so tests/test_templates.py checks those against the functions' own property types.
@@ -95,11 +101,11 @@ test: tools fmt-check binaries clippy unit integration lint
 
 # The product end to end on the local engine: deploy -> tasks -> console-style weights update ->
 # tasks -> a doomed deploy -> Spot fallback and recovery -> destroy, checking nothing is left
-# (tests/demo.py). It deploys the debug binaries `make test` builds too, zipped as Lambda zips: one
-# build serves both commands (a cold release build alone takes 20 minutes here). `make demo-release`
+# (tests/demo.py). It deploys the debug binaries `make test` builds (the same `binaries` step, every
+# target, so the units and features are the same), zipped as Lambda zips: one build serves both
+# commands (a cold release build alone takes 20 minutes here). `make demo-release`
 # deploys the release zips of `make build` instead, as a real account gets them.
-demo: $(STAMP)
-	$(CARGO) build --workspace --bins --locked
+demo: $(STAMP) binaries
 	DEMO_ZIPS=debug $(VENV_PY) tests/demo.py
 
 demo-release: $(STAMP) build
@@ -120,12 +126,12 @@ soak: $(STAMP) binaries
 # CloudFormation updates the functions), nested templates via `aws cloudformation package`;
 # writes .build/$(ENV)/environment.packaged.yaml and .build/$(ENV)/code.json. Needs `make build` first.
 package: $(STAMP)
-	$(STACKCTL) package $(ENV) --bucket '$(BUCKET)' --lambda-dir '$(LAMBDA_DIR)'
+	$(STACKCTL) package $(ENV) --bucket '$(BUCKET)' --lambda-dir '$(LAMBDA_DIR)' $(BUILD_DIR_ARG)
 
 # `aws cloudformation deploy` with params/$(ENV).json + code.json (+ SET='Key=Value ...'), the
 # stack's events (nested stacks included) while it runs, then the outputs.
 deploy: package
-	$(STACKCTL) deploy $(ENV) $(foreach kv,$(SET),--set '$(kv)')
+	$(STACKCTL) deploy $(ENV) $(foreach kv,$(SET),--set '$(kv)') $(BUILD_DIR_ARG)
 
 # Console-style update: previous template, previous values for every other parameter.
 weights: $(STAMP)

@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 TARGET = Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target")
 if not TARGET.is_absolute():
     TARGET = ROOT / TARGET
-LOGS = ROOT / ".tmp" / "test-logs"
+# One log directory per pytest-xdist worker (each worker runs its own servers and engines).
+LOGS = ROOT / ".tmp" / "test-logs" / os.environ.get("PYTEST_XDIST_WORKER", "main")
 
 # Test-scale timings: a 6 s Lambda, answer 1.5 s before its deadline, poll every 0.5 s.
 LAMBDA_TIMEOUT = 6.0
@@ -42,7 +43,7 @@ def binary(name: str, example: bool = False) -> Path:
 
 def engine_for_deploys(name: str, bucket: str):
     """A local engine process ready for `make deploy`: the provider functions zipped from the
-    debug binaries (in `engine.lambda_dir`) and the code bucket."""
+    debug binaries (in `engine.lambda_dir`), its own build dir and the code bucket."""
     import stackctl
     from harness.engine_process import EngineProcess, zip_binary
 
@@ -50,6 +51,8 @@ def engine_for_deploys(name: str, bucket: str):
     env = {k: v for k, v in FUNCTION_ENV.items() if k != "CUSTOM_RESOURCE_HANDOVER_TABLE"}
     engine = EngineProcess(LOGS / name, function_env=env).start()
     engine.lambda_dir = LOGS / f"{name}-zips" / "lambda"
+    # Where `make package` writes for this engine (make_on passes it as BUILD_DIR).
+    engine.build_dir = LOGS / f"{name}-zips" / "build"
     for function in stackctl.FUNCTIONS:
         zip_binary(binary(function), engine.lambda_dir / function / "bootstrap.zip")
     engine.client("s3").create_bucket(Bucket=bucket)
@@ -97,8 +100,10 @@ def make_on(engine, *arguments):
     """`make <arguments>` against the engine, as a person runs it (output printed for the log)."""
     import subprocess
 
+    # Each engine packages into its own build dir: tests on other pytest workers deploy too.
     command = [os.environ.get("MAKE", "make"), "-s", "--no-print-directory", *arguments,
-               f"BUCKET={engine.bucket}", f"LAMBDA_DIR={engine.lambda_dir}"]
+               f"BUCKET={engine.bucket}", f"LAMBDA_DIR={engine.lambda_dir}",
+               f"BUILD_DIR={engine.build_dir}"]
     result = subprocess.run(command, cwd=ROOT, env=engine.env(), capture_output=True, text=True, timeout=600)
     print(result.stdout[-6000:], result.stderr[-3000:])
     return result

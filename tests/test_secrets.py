@@ -5,7 +5,7 @@ for the values, however they might be written (as given, JSON- or URL-escaped, h
 byte offset):
 
 - every file the engine and its Lambda processes wrote (engine.log, one log per function, the
-  functions at RUST_LOG=trace), and the files `make package` left in .build/dev/;
+  functions at RUST_LOG=trace), and the files `make package` left in its build dir;
 - stdout and stderr of every make command (the two deploys, a third one refused and rolled back
   because it names a parameter that is not in SSM, outputs, events, tasks, destroy);
 - every body a function PUT to a ResponseURL, verbatim (the engine's /responses record), hence
@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 import stackctl
 
-from conftest import FUNCTION_ENV, LOGS, ROOT, binary, engine_for_deploys, make_on
+from conftest import FUNCTION_ENV, LOGS, binary, engine_for_deploys, make_on
 from harness.images import push_image
 from harness.inventory import inventory
 
@@ -263,7 +263,7 @@ def lifecycle():
     finally:
         engine.stop()   # closes every function's log: read them whole below
     files_under(LOGS / NAME, observed, f".tmp/test-logs/{NAME}")
-    files_under(ROOT / ".build" / "dev", observed, ".build/dev")
+    files_under(engine.build_dir, observed, "the build dir of make package")
     return observed
 
 

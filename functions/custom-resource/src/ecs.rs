@@ -29,6 +29,23 @@ pub fn strategy_text<'a>(items: impl IntoIterator<Item = (&'a str, i64, i64)>) -
         .join(",")
 }
 
+/// The value of a service's tag `key` (DescribeServices with `include: TAGS`).
+pub fn tag_of<'a>(service: &'a aws_sdk_ecs::types::Service, key: &str) -> Option<&'a str> {
+    service
+        .tags()
+        .iter()
+        .find(|t| t.key() == Some(key))
+        .and_then(|t| t.value())
+}
+
+/// An ECS tag.
+pub fn tag(key: &str, value: &str) -> aws_sdk_ecs::types::Tag {
+    aws_sdk_ecs::types::Tag::builder()
+        .key(key)
+        .value(value)
+        .build()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,6 +17,7 @@ use aws_sdk_ecs::types::{
     LaunchType, LoadBalancer, NetworkConfiguration, PropagateTags, Service, ServiceField, Tag,
     Task,
 };
+use custom_resource::ecs::{self, tag_of};
 use custom_resource::fallback::{self, State as FallbackState};
 use custom_resource::tags::{SPOT_FALLBACK, TEMPLATE_DESIRED_COUNT, TEMPLATE_STRATEGY};
 use custom_resource::{Completion, Context, Outcome, PhysicalId, Request, Resource};
@@ -186,18 +187,6 @@ fn user_tags(props: &ServiceProperties) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn ecs_tag(key: &str, value: &str) -> Tag {
-    Tag::builder().key(key).value(value).build()
-}
-
-fn tag_of<'a>(service: &'a Service, key: &str) -> Option<&'a str> {
-    service
-        .tags()
-        .iter()
-        .find(|t| t.key() == Some(key))
-        .and_then(|t| t.value())
-}
-
 /// The CreateService request: ownership tags, the template's count (or none before the image),
 /// its strategy (or launch type FARGATE when neither it nor the cluster has one), a client token.
 fn create_request(
@@ -207,11 +196,11 @@ fn create_request(
     checked: &Checked,
 ) -> CreateServiceFluentBuilder {
     let mut tags = vec![
-        ecs_tag(TAG_REQUEST, &ctx.request_id),
-        ecs_tag(TAG_STACK, &ctx.stack_id),
-        ecs_tag(TAG_LOGICAL, &ctx.logical_resource_id),
-        ecs_tag(TEMPLATE_DESIRED_COUNT, &props.desired_count.to_string()),
-        ecs_tag(
+        ecs::tag(TAG_REQUEST, &ctx.request_id),
+        ecs::tag(TAG_STACK, &ctx.stack_id),
+        ecs::tag(TAG_LOGICAL, &ctx.logical_resource_id),
+        ecs::tag(TEMPLATE_DESIRED_COUNT, &props.desired_count.to_string()),
+        ecs::tag(
             TEMPLATE_STRATEGY,
             &fallback::strategy_tag(&template_strategy(props, checked)),
         ),
@@ -219,10 +208,10 @@ fn create_request(
     let awaiting = image_plan(&checked.missing_images, true, false);
     if let ImagePlan::Await(images) = &awaiting {
         info!(images = %images, "image not pushed yet: creating the service with no task");
-        tags.push(ecs_tag(TAG_AWAITING_IMAGE, images));
+        tags.push(ecs::tag(TAG_AWAITING_IMAGE, images));
     }
     let desired = count::initial(props, matches!(awaiting, ImagePlan::Await(_)));
-    tags.extend(props.tags.iter().map(|t| ecs_tag(&t.key, &t.value)));
+    tags.extend(props.tags.iter().map(|t| ecs::tag(&t.key, &t.value)));
     let mut request = request
         .cluster(&props.cluster)
         .service_name(&props.service_name)
@@ -648,11 +637,11 @@ impl FargateService {
                     .ecs
                     .tag_resource()
                     .resource_arn(arn)
-                    .tags(ecs_tag(TAG_AWAITING_IMAGE, images))
+                    .tags(ecs::tag(TAG_AWAITING_IMAGE, images))
                     .send()
                     .await
                     .map_err(ServiceError::aws("TagResource"))?;
-                tags.push(ecs_tag(TAG_AWAITING_IMAGE, images));
+                tags.push(ecs::tag(TAG_AWAITING_IMAGE, images));
             }
             None => {
                 self.clients
@@ -706,7 +695,7 @@ impl FargateService {
         let changed: Vec<Tag> = wanted
             .iter()
             .filter(|(_, value, recorded)| recorded.as_deref() != Some(value.as_str()))
-            .map(|(key, value, _)| ecs_tag(key, value))
+            .map(|(key, value, _)| ecs::tag(key, value))
             .collect();
         if changed.is_empty() {
             return Ok(());
@@ -737,7 +726,7 @@ impl FargateService {
         let set: Vec<Tag> = after
             .iter()
             .filter(|(k, v)| before.get(*k) != Some(v))
-            .map(|(k, v)| ecs_tag(k, v))
+            .map(|(k, v)| ecs::tag(k, v))
             .collect();
         if !set.is_empty() {
             self.clients
@@ -984,6 +973,9 @@ impl Resource for FargateService {
         }
     }
 }
+
+#[cfg(test)]
+mod update_requests;
 
 #[cfg(test)]
 mod tests {

@@ -7,8 +7,9 @@ use crate::decide::{self, Observed, Plan};
 use crate::error::FallbackError;
 use crate::event::{self, Envelope, Seen};
 use aws_sdk_ecs::types::{
-    CapacityProviderStrategyItem, DeploymentRolloutState, Service, ServiceField, Tag,
+    CapacityProviderStrategyItem, DeploymentRolloutState, Service, ServiceField,
 };
+use custom_resource::ecs::{self, tag_of};
 use custom_resource::fallback::{self, Item, State, SPOT};
 use custom_resource::tags::{SPOT_FALLBACK, TEMPLATE_STRATEGY};
 use serde_json::{json, Value};
@@ -67,14 +68,6 @@ fn now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-fn tag_of<'a>(service: &'a Service, key: &str) -> Option<&'a str> {
-    service
-        .tags()
-        .iter()
-        .find(|t| t.key() == Some(key))
-        .and_then(|t| t.value())
-}
-
 fn items(strategy: &[CapacityProviderStrategyItem]) -> Vec<Item> {
     strategy
         .iter()
@@ -108,10 +101,6 @@ fn strategy_request(items: &[Item]) -> Result<Vec<CapacityProviderStrategyItem>,
                 .map_err(|e| FallbackError::Service(e.to_string()))
         })
         .collect()
-}
-
-fn ecs_tag(key: &str, value: &str) -> Tag {
-    Tag::builder().key(key).value(value).build()
 }
 
 impl Managed {
@@ -267,8 +256,8 @@ impl Managed {
                 self.ecs
                     .tag_resource()
                     .resource_arn(arn)
-                    .tags(ecs_tag(SPOT_FALLBACK, &plan.state.to_string()))
-                    .tags(ecs_tag(
+                    .tags(ecs::tag(SPOT_FALLBACK, &plan.state.to_string()))
+                    .tags(ecs::tag(
                         TEMPLATE_STRATEGY,
                         &fallback::strategy_tag(&o.template),
                     ))
