@@ -82,6 +82,13 @@ impl Settings {
     }
 }
 
+/// Milliseconds since the Unix epoch (0 for times before it): the unit saved in progress.
+pub fn epoch_ms(time: std::time::SystemTime) -> u64 {
+    time.duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as u64)
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -127,7 +127,7 @@ impl HandOver for LambdaHandOver {
         let Some(claims) = &self.claims else {
             return Ok(Claim::Unchecked);
         };
-        let now_ms = crate::provider::epoch_ms(std::time::SystemTime::now());
+        let now_ms = crate::config::epoch_ms(std::time::SystemTime::now());
         let expires = now_ms / 1000 + CLAIM_TTL.as_secs();
         let result = claims
             .dynamodb

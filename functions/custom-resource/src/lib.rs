@@ -28,10 +28,10 @@ pub mod resource;
 pub mod response;
 pub mod tags;
 
-pub use config::Settings;
+pub use config::{epoch_ms, Settings};
 pub use error::{AwsError, Error};
 pub use properties::{Properties, PropertyError};
-pub use provider::{epoch_ms, Handled, Invocation, Provider};
+pub use provider::{Handled, Invocation, Provider};
 pub use resource::{Completion, Context, Outcome, PhysicalId, Request, RequestType, Resource};
 
 use aws_config::retry::RetryConfig;

@@ -5,7 +5,7 @@
 //! usable ResponseURL) no answer at all because there is nowhere to send one. See
 //! `docs/architecture.md` for the invariants and the tests that hold them.
 
-use crate::config::Settings;
+use crate::config::{epoch_ms, Settings};
 use crate::deliver::Deliver;
 use crate::error::{chain, Error};
 use crate::handover::{Claim, HandOver};
@@ -897,13 +897,6 @@ fn text(event: &Value, key: &str) -> String {
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned()
-}
-
-/// Milliseconds since the Unix epoch (0 for times before it): the unit saved in progress.
-pub fn epoch_ms(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_millis() as u64)
-        .unwrap_or_default()
 }
 
 fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {

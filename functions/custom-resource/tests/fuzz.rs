@@ -993,76 +993,101 @@ fn case() -> BoxedStrategy<Case> {
             prop::sample::select(vec![8u64, 30, 120]),
         ),
     )
-        .prop_map(
-            |(
-                (
-                    request_type,
-                    request_id,
-                    stack_id,
-                    logical_id,
-                    resource_type,
-                    token,
-                    physical_id,
-                    url,
-                ),
-                (properties, old, continuation, extra, seconds),
-            )| {
-                let mut event = Map::new();
-                for (key, value) in extra {
-                    event.insert(key, value);
-                }
-                let mut put = |key: &str, value: &Field| {
-                    match value {
-                        Some(value) => event.insert(key.to_owned(), value.clone()),
-                        None => event.remove(key),
-                    };
-                };
-                put("RequestType", &request_type);
-                put("ResponseURL", &Some(Value::from(url)));
-                put("RequestId", &request_id);
-                put("StackId", &stack_id);
-                put("LogicalResourceId", &logical_id);
-                put("ResourceType", &resource_type);
-                put("ServiceToken", &token);
-                put("PhysicalResourceId", &physical_id);
-                put(
-                    "ResourceProperties",
-                    &properties.as_ref().map(|p| p.value.clone()),
-                );
-                put(
-                    "OldResourceProperties",
-                    &old.as_ref().map(|p| p.value.clone()),
-                );
-                put(CONTINUATION_KEY, &continuation);
-
-                let kind = request_type.as_ref().and_then(Value::as_str);
-                let is_string = |field: &Field| field.as_ref().is_some_and(Value::is_string);
-                let physical = physical_id.as_ref().and_then(Value::as_str);
-                let decodes = matches!(kind, Some("Create" | "Update" | "Delete"))
-                    && [&request_id, &stack_id, &logical_id, &resource_type]
-                        .into_iter()
-                        .all(is_string)
-                    && token.as_ref().is_none_or(|t| t.is_null() || t.is_string())
-                    && properties.is_some()
-                    && (kind == Some("Create") || physical.is_some())
-                    && (kind != Some("Update") || old.is_some());
-                let marker_delete = decodes
-                    && kind == Some("Delete")
-                    && physical.is_some_and(|id| id.starts_with(CREATE_FAILED_PREFIX));
-                let reaches_resource = decodes
-                    && !marker_delete
-                    && properties.as_ref().is_some_and(|p| p.valid)
-                    && (kind != Some("Update") || old.as_ref().is_some_and(|p| p.valid));
-                Case {
-                    event: Value::Object(event),
-                    reaches_resource,
-                    marker_success: marker_delete
-                        && physical.is_some_and(|id| json_len(id) <= 1024),
-                    seconds,
-                }
-            },
-        )
+        .prop_map(|(ids, (properties, old, continuation, extra, seconds))| {
+            let event = Event {
+                ids,
+                properties,
+                old,
+                continuation,
+                extra,
+            };
+            case_of(event, seconds)
+        })
         .boxed()
+}
+
+/// One generated event's fields, before they are put together.
+struct Event {
+    /// RequestType, RequestId, StackId, LogicalResourceId, ResourceType, ServiceToken,
+    /// PhysicalResourceId, ResponseURL.
+    ids: (
+        Field,
+        Field,
+        Field,
+        Field,
+        Field,
+        Field,
+        Field,
+        &'static str,
+    ),
+    properties: Option<Props>,
+    old: Option<Props>,
+    continuation: Field,
+    extra: Vec<(String, Value)>,
+}
+
+/// The event as JSON (a None field left out) and what the protocol driver must do with it.
+fn case_of(fields: Event, seconds: u64) -> Case {
+    let Event {
+        ids:
+            (request_type, request_id, stack_id, logical_id, resource_type, token, physical_id, url),
+        properties,
+        old,
+        continuation,
+        extra,
+    } = fields;
+    let mut event = Map::new();
+    for (key, value) in extra {
+        event.insert(key, value);
+    }
+    let mut put = |key: &str, value: &Field| {
+        match value {
+            Some(value) => event.insert(key.to_owned(), value.clone()),
+            None => event.remove(key),
+        };
+    };
+    put("RequestType", &request_type);
+    put("ResponseURL", &Some(Value::from(url)));
+    put("RequestId", &request_id);
+    put("StackId", &stack_id);
+    put("LogicalResourceId", &logical_id);
+    put("ResourceType", &resource_type);
+    put("ServiceToken", &token);
+    put("PhysicalResourceId", &physical_id);
+    put(
+        "ResourceProperties",
+        &properties.as_ref().map(|p| p.value.clone()),
+    );
+    put(
+        "OldResourceProperties",
+        &old.as_ref().map(|p| p.value.clone()),
+    );
+    put(CONTINUATION_KEY, &continuation);
+
+    let kind = request_type.as_ref().and_then(Value::as_str);
+    let is_string = |field: &Field| field.as_ref().is_some_and(Value::is_string);
+    let physical = physical_id.as_ref().and_then(Value::as_str);
+    let decodes = matches!(kind, Some("Create" | "Update" | "Delete"))
+        && [&request_id, &stack_id, &logical_id, &resource_type]
+            .into_iter()
+            .all(is_string)
+        && token.as_ref().is_none_or(|t| t.is_null() || t.is_string())
+        && properties.is_some()
+        && (kind == Some("Create") || physical.is_some())
+        && (kind != Some("Update") || old.is_some());
+    let marker_delete = decodes
+        && kind == Some("Delete")
+        && physical.is_some_and(|id| id.starts_with(CREATE_FAILED_PREFIX));
+    let reaches_resource = decodes
+        && !marker_delete
+        && properties.as_ref().is_some_and(|p| p.valid)
+        && (kind != Some("Update") || old.as_ref().is_some_and(|p| p.valid));
+    Case {
+        event: Value::Object(event),
+        reaches_resource,
+        marker_success: marker_delete && physical.is_some_and(|id| json_len(id) <= 1024),
+        seconds,
+    }
 }
 
 /// Arbitrary objects whose keys are mostly the protocol's, with arbitrary values.

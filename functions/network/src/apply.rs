@@ -4,7 +4,6 @@
 
 use crate::error::NetworkError;
 use crate::plan::{Action, Desired};
-use crate::resource::Network;
 use crate::state::{
     DefaultRoute, Eip, Labels, Nat, NatState, Role, RouteTable, State, Subnet, TAG_AZ, TAG_LOGICAL,
     TAG_REQUEST, TAG_ROLE, TAG_STACK, TAG_VPC,
@@ -17,6 +16,12 @@ use futures::future::{try_join_all, BoxFuture};
 use tracing::info;
 
 const ANYWHERE: &str = "0.0.0.0/0";
+
+/// The EC2 client every call goes through (created once in main.rs; the resource's logic is in
+/// resource.rs, which uses this module, never the other way round).
+pub struct Network {
+    pub(crate) ec2: aws_sdk_ec2::Client,
+}
 
 /// What one call changed.
 pub enum Effect {

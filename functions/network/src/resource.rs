@@ -3,6 +3,7 @@
 //! properties; `apply.rs` makes the calls. A duplicate, retried or handed-over request therefore
 //! continues where the last one stopped.
 
+pub use crate::apply::Network;
 use crate::apply::{is_code, log_round, Owner};
 use crate::error::NetworkError;
 use crate::plan::{self, Desired};
@@ -18,10 +19,6 @@ use serde_json::Value;
 use std::collections::BTreeSet;
 use std::time::Duration;
 use tracing::info;
-
-pub struct Network {
-    pub(crate) ec2: aws_sdk_ec2::Client,
-}
 
 /// Saved between checks of a pending operation: everything else is read back from EC2, so a
 /// resume re-plans exactly what is still to do (the retag included).
