@@ -55,6 +55,7 @@ def edited(*changes) -> str:
 
 WITHOUT_DESCRIBE_ZONES = ("                  - ec2:DescribeAvailabilityZones\n", "")
 WITHOUT_CREATE_SUBNET = ("                  - ec2:CreateSubnet\n", "")
+WITHOUT_CREATE_VPC = ("                  - ec2:CreateVpc\n", "")
 # The preflight waits 10 s for a new ECS service-linked role to propagate: with a 4 s Timeout the
 # wait continues in new invocations, each handed over with lambda:InvokeFunction on itself.
 SHORT_PREFLIGHT_TIMEOUT = ("      # A few IAM calls and a 10 s wait for a new service-linked role to propagate.\n"
@@ -167,6 +168,20 @@ def test_a_create_refused_after_the_vpc_was_made_is_rolled_back_leaving_nothing_
         assert sandbox["StackStatus"] == "ROLLBACK_COMPLETE"
         assert refused_ec2(ids, "ec2:CreateSubnet") in failure(engine, sandbox)
         assert set(inventory(engine.client)) <= PROVIDER_LEFTOVERS
+    finally:
+        engine.stop()
+
+
+def test_a_create_refused_at_the_vpc_deletes_the_internet_gateway_made_beside_it_leaving_nothing_behind():
+    """CreateVpc and CreateInternetGateway run in one round: with the VPC refused there is no
+    physical id for the rollback to delete by, so the Create itself removes the gateway."""
+    engine = start_engine("engine-iam-no-vpc")
+    try:
+        ids, sandbox = deploy(engine, "iam-no-vpc", edited(WITHOUT_CREATE_VPC))
+        assert sandbox["StackStatus"] == "ROLLBACK_COMPLETE"
+        assert refused_ec2(ids, "ec2:CreateVpc") in failure(engine, sandbox)
+        assert set(inventory(engine.client)) <= PROVIDER_LEFTOVERS
+        assert engine.client("ec2").describe_internet_gateways()["InternetGateways"] == []
     finally:
         engine.stop()
 

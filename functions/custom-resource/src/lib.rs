@@ -26,6 +26,7 @@ pub mod properties;
 pub mod provider;
 pub mod resource;
 pub mod response;
+pub mod rounds;
 pub mod tags;
 
 pub use config::{epoch_ms, Settings};

@@ -12,7 +12,7 @@ use aws_sdk_ec2::types::{
     AttributeBooleanValue, DomainType, ResourceType, Tag as Ec2Tag, TagSpecification,
 };
 use custom_resource::Context;
-use futures::future::{try_join_all, BoxFuture};
+use futures::future::BoxFuture;
 use tracing::info;
 
 const ANYWHERE: &str = "0.0.0.0/0";
@@ -133,7 +133,8 @@ impl Network {
             .into_iter()
             .map(|action| self.call(owner, &vpc_id, action))
             .collect();
-        let effects = try_join_all(calls).await?;
+        // Nothing left in flight on failure: the rollback Delete must see all that was made.
+        let effects = custom_resource::rounds::all_settled(calls).await?;
         log_round(label, count, started);
         for effect in effects {
             apply(state, effect);

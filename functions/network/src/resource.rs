@@ -280,11 +280,45 @@ impl Network {
                 field: "InternetGatewayId",
             })
         };
-        let ((vpc_id, fresh), igw_id) = futures::try_join!(create_vpc, create_igw)?;
+        // join!, not try_join!: a failed call must not leave the other in flight (rounds.rs).
+        let (vpc, igw) = futures::join!(create_vpc, create_igw);
+        let ((vpc_id, fresh), igw_id) = match (vpc, igw) {
+            (Ok(vpc), Ok(igw)) => (vpc, igw),
+            (Err(error), Ok(igw_id)) => {
+                // No VPC, so the answer carries no physical id and the rollback Delete has
+                // nothing to read back: remove the gateway this Create just made.
+                self.delete_orphan_gateway(&igw_id).await;
+                return Err(error);
+            }
+            (Err(error), Err(_)) | (Ok(_), Err(error)) => return Err(error),
+        };
         if made > 0 {
             log_round("vpc", made, started);
         }
         Ok((vpc_id, fresh, igw_id))
+    }
+
+    /// Deletes an internet gateway made in a Create that failed before its VPC existed (best
+    /// effort: the Create's own error is the one to report; a failure here is logged).
+    async fn delete_orphan_gateway(&self, igw_id: &str) {
+        let deleted = self
+            .ec2
+            .delete_internet_gateway()
+            .internet_gateway_id(igw_id)
+            .send()
+            .await
+            .map_err(AwsError::of("DeleteInternetGateway"));
+        match deleted {
+            Ok(_) => info!(
+                igw_id,
+                "deleted the internet gateway of a Create whose VPC failed"
+            ),
+            Err(error) => tracing::warn!(
+                igw_id,
+                %error,
+                "could not delete the internet gateway of a failed Create: delete it by hand"
+            ),
+        }
     }
 
     /// Brings `state` in line with `desired`, in dependency rounds (module docs of `plan.rs`).

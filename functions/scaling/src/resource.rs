@@ -13,9 +13,9 @@ use aws_sdk_applicationautoscaling::types::{
 };
 use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, Statistic};
 use aws_sdk_ecs::types::{Service, ServiceField};
+use custom_resource::rounds::all_settled;
 use custom_resource::tags::TEMPLATE_DESIRED_COUNT;
 use custom_resource::{Completion, Context, Outcome, Request, Resource};
-use futures::future::try_join_all;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use tracing::info;
@@ -375,7 +375,7 @@ impl ServiceScaling {
                 .await
                 .map_err(ScalingError::aws("RegisterScalableTarget"))
         };
-        let labels = try_join_all(
+        let labels = all_settled(
             p.target_tracking
                 .iter()
                 .enumerate()
@@ -388,7 +388,9 @@ impl ServiceScaling {
                 Ok(())
             }
         };
-        let (_, labels, ()) = futures::try_join!(register, labels, clamp)?;
+        // join!, not try_join!: a failed call must not leave the others in flight (rounds.rs).
+        let (registered, labels, clamped) = futures::join!(register, labels, clamp);
+        let (_, labels, ()) = (registered?, labels?, clamped?);
 
         // Round 2: every policy at once; target-tracking policies no longer listed are removed.
         let kept: BTreeSet<Metric> = p.target_tracking.iter().map(|t| t.metric).collect();
@@ -402,17 +404,17 @@ impl ServiceScaling {
             })
             .unwrap_or_default();
         let resource_id = p.resource_id();
-        let (out_arn, in_arn, tracking_arns, ()) = futures::try_join!(
+        let (out_arn, in_arn, tracking_arns, removed) = futures::join!(
             self.put_step_policy(Direction::Out, p),
             self.put_step_policy(Direction::In, p),
-            try_join_all(
+            all_settled(
                 p.target_tracking
                     .iter()
                     .zip(labels)
                     .map(|(t, label)| self.put_tracking_policy(p, t, label))
             ),
             async {
-                try_join_all(
+                all_settled(
                     removed
                         .iter()
                         .map(|name| self.delete_policy(&resource_id, name)),
@@ -420,13 +422,16 @@ impl ServiceScaling {
                 .await
                 .map(|_| ())
             },
-        )?;
+        );
+        let (out_arn, in_arn, tracking_arns, ()) = (out_arn?, in_arn?, tracking_arns?, removed?);
 
         // Round 3: the alarms that trigger the step policies.
-        futures::try_join!(
+        let (out_alarm, in_alarm) = futures::join!(
             self.put_alarm(Direction::Out, p, &out_arn),
             self.put_alarm(Direction::In, p, &in_arn)
-        )?;
+        );
+        out_alarm?;
+        in_alarm?;
 
         Ok(Completion::created(&resource_id)
             .data("ResourceId", &resource_id)
@@ -460,7 +465,8 @@ impl ServiceScaling {
                 .await
                 .map_err(ScalingError::aws("DescribeScalingPolicies"))
         };
-        let (_, policies) = futures::try_join!(alarms, policies)?;
+        let (alarms, policies) = futures::join!(alarms, policies);
+        let (_, policies) = (alarms?, policies?);
         let names: BTreeSet<String> = policies
             .scaling_policies()
             .iter()
@@ -468,7 +474,7 @@ impl ServiceScaling {
             .collect();
         // Round 2: every policy on the target, explicitly (deregistering does not remove them
         // everywhere: moto keeps them).
-        try_join_all(
+        all_settled(
             names
                 .iter()
                 .map(|name| self.delete_policy(resource_id, name)),

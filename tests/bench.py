@@ -1,0 +1,126 @@
+"""make bench: where we stand, every figure measured side by side in one run (loopback only).
+
+Writes target/bench/report.json (machine-readable) and target/bench/report.md (the tables
+docs/benchmarks.md quotes). Sections, each a count or a ratio against a baseline run in the same
+invocation:
+
+- zips: each release zip's size against the 3 MiB budget; the HTTP client stacks linked
+  (cargo tree: one hyper, one rustls, no reqwest).
+- cold start (tests/bench_coldstart.py): each release binary under a local Lambda Runtime API,
+  process start -> first /next, -> first answer, peak RSS, beside a crhelper + boto3 handler
+  creating the same clients under awslambdaric: ratios python / rust.
+- critical path (tests/bench_paths.py): network, service and scaling operations with a fixed added
+  latency per AWS call through the loopback proxy: wall time, calls, rounds, the dependency-depth
+  bound and the ratio to it; wait responsiveness; fail-fast times.
+- release end to end: the whole `make demo` flow on release zips beside the same flow on the
+  debug zips `make test` uses, both passing, and the ratio of their wall times.
+
+Bounded: every step has a timeout. Reproduce: `make bench` (BENCH_RUNS=7 BENCH_LATENCY_MS=50).
+"""
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from conftest import ROOT, TARGET  # noqa: E402
+import stackctl  # noqa: E402
+
+OUT = ROOT / "target" / "bench"
+LAMBDA_DIR = Path(os.environ.get("LAMBDA_DIR") or TARGET / "lambda")
+ZIP_BUDGET = 3 * 1024 * 1024
+RUNS = int(os.environ.get("BENCH_RUNS", "7"))
+LATENCY_MS = int(os.environ.get("BENCH_LATENCY_MS", "50"))
+# Crates that are an HTTP client or TLS stack of their own; the binaries should link one each.
+HTTP_STACKS = ("hyper", "rustls", "reqwest", "native-tls", "openssl", "isahc", "ureq")
+
+
+def zips() -> dict:
+    sizes = {}
+    for function in stackctl.FUNCTIONS:
+        path = LAMBDA_DIR / function / "bootstrap.zip"
+        size = path.stat().st_size
+        sizes[function] = {"bytes": size, "mib": round(size / 2**20, 2),
+                           "of_budget": round(size / ZIP_BUDGET, 2), "within_budget": size <= ZIP_BUDGET}
+    return sizes
+
+
+def http_stacks() -> dict:
+    """Versions of each HTTP/TLS crate in the binaries' dependency graph (normal edges)."""
+    tree = subprocess.run(["cargo", "tree", "--workspace", "-e", "normal", "--prefix", "none", "--locked"],
+                          cwd=ROOT, capture_output=True, text=True, check=True, timeout=300).stdout
+    found: dict = {}
+    for line in tree.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] in HTTP_STACKS:
+            found.setdefault(parts[0], set()).add(parts[1])
+    return {name: sorted(versions) for name, versions in sorted(found.items())}
+
+
+def demo(zips_from: str) -> dict:
+    """tests/demo.py on the release zips (LAMBDA_DIR) or on the debug ones (DEMO_ZIPS=debug)."""
+    env = dict(os.environ, LAMBDA_DIR=str(LAMBDA_DIR))
+    env.pop("DEMO_ZIPS", None)
+    if zips_from == "debug":
+        env["DEMO_ZIPS"] = "debug"
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, str(ROOT / "tests" / "demo.py")], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=900)
+    seconds = time.monotonic() - started
+    (OUT / f"demo-{zips_from}.log").write_text(result.stdout + result.stderr)
+    steps = result.stdout.count("\n== ")
+    return {"passed": result.returncode == 0, "seconds": round(seconds, 1), "steps": steps}
+
+
+def markdown(report: dict) -> str:
+    lines = ["# make bench", "", f"Run {report['when']} on {report['machine']}; "
+             f"command: `{report['command']}`.", ""]
+    lines += ["## Zips (release, cargo lambda)", "", "| function | MiB | of the 3 MiB budget |", "|---|---|---|"]
+    lines += [f"| {name} | {z['mib']} | {z['of_budget']} |" for name, z in report["zips"].items()]
+    lines += ["", "HTTP/TLS stacks linked: " + ", ".join(f"{k} {'/'.join(v)}" for k, v in report["http_stacks"].items()), ""]
+    cold = report.get("cold_start")
+    if cold:
+        lines += ["## Cold start (release binary vs crhelper + boto3 under awslambdaric)", "",
+                  "```", json.dumps(cold, indent=1), "```", ""]
+    paths = report.get("critical_path")
+    if paths:
+        lines += [f"## Critical path ({LATENCY_MS} ms added per AWS call)", "",
+                  "```", json.dumps(paths, indent=1), "```", ""]
+    release, debug = report["end_to_end"]["release"], report["end_to_end"]["debug"]
+    lines += ["## End to end (the make demo flow)", "", "| zips | passed | steps | seconds |", "|---|---|---|---|",
+              f"| release | {release['passed']} | {release['steps']} | {release['seconds']} |",
+              f"| debug | {debug['passed']} | {debug['steps']} | {debug['seconds']} |",
+              "", f"release / debug wall time: {report['end_to_end']['release_over_debug']}", ""]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    import platform
+
+    import bench_coldstart
+    import bench_paths
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    report = {"when": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+              "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+              "command": f"make bench BENCH_RUNS={RUNS} BENCH_LATENCY_MS={LATENCY_MS}",
+              "zips": zips(), "http_stacks": http_stacks()}
+    binaries = {function: LAMBDA_DIR / function / "bootstrap" for function in stackctl.FUNCTIONS}
+    report["cold_start"] = bench_coldstart.measure(binaries, runs=RUNS, workdir=OUT / "cold-start")
+    report["critical_path"] = bench_paths.measure(OUT / "paths", latency_ms=LATENCY_MS)
+    release, debug = demo("release"), demo("debug")
+    report["end_to_end"] = {"release": release, "debug": debug,
+                            "release_over_debug": round(release["seconds"] / debug["seconds"], 2)}
+    (OUT / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (OUT / "report.md").write_text(markdown(report))
+    print(markdown(report))
+    ok = release["passed"] and debug["passed"] and all(z["within_budget"] for z in report["zips"].values())
+    print(f"\nwrote {OUT / 'report.json'} and {OUT / 'report.md'}" + ("" if ok else " (a check above failed)"))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
