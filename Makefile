@@ -24,12 +24,13 @@ LAMBDA_DIR ?= $(CARGO_TARGET_DIR)/lambda
 # Where package writes the packaged template and code.json (stackctl's default: .build/$(ENV)).
 BUILD_DIR_ARG := $(if $(BUILD_DIR),--build-dir '$(BUILD_DIR)')
 
-.PHONY: help test demo demo-release demo-protocol soak binaries build zips fmt fmt-check clippy unit integration lint tools clean \
+.PHONY: help test demo demo-release demo-protocol soak bench binaries build zips fmt fmt-check clippy unit integration lint tools clean \
 	package deploy weights tasks outputs events destroy
 
 help:
 	@echo "make demo   - one environment's life on the local engine: deploy, console-style Spot weight change, tasks per provider, a doomed deploy failing fast, Spot fallback and recovery, destroy"
 	@echo "make test   - every check: fmt, clippy, unit tests, scenarios through the real binaries, the environment end to end on the local engine, cfn-lint, checkov"
+	@echo "make bench  - figures side by side (zips, critical paths vs their bound, waits, fail fast, release vs debug demo): target/bench/report.md"
 	@echo "make soak   - every resource's lifecycle for SOAK_ROUNDS rounds (5) with 35% of AWS calls throttled and 5% answered 500; prints the figures"
 	@echo
 	@echo "Operate an environment (ENV=dev|stg|prd, default dev; uses the AWS_* environment, see README):"
@@ -84,7 +85,7 @@ unit:
 # The scenarios on PYTEST_WORKERS pytest-xdist workers, a test module per worker at a time (its
 # module fixtures, e.g. one engine, stay on one worker). They mostly wait on loopback servers, so
 # more workers than cores pays; each worker runs its own servers and logs (.tmp/test-logs/<worker>).
-PYTEST_WORKERS ?= 6
+PYTEST_WORKERS ?= 4
 integration: $(STAMP) binaries
 	$(VENV_PY) -m pytest tests -v -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile --durations=15
 
@@ -110,6 +111,13 @@ demo: $(STAMP) binaries
 
 demo-release: $(STAMP) build
 	LAMBDA_DIR=$(LAMBDA_DIR) $(VENV_PY) tests/demo.py
+
+# Where we stand, measured side by side in one run (tests/bench.py; docs/benchmarks.md): zip sizes
+# and HTTP stacks, each operation's critical path against its dependency-depth bound with a fixed
+# latency per AWS call, wait responsiveness, fail-fast times, the demo flow on release vs debug
+# zips. Writes target/bench/report.json and report.md. Not part of make test (it needs make build).
+bench: $(STAMP) binaries build
+	$(VENV_PY) tests/bench.py
 
 # The protocol library's lifecycle rules through the example resource (tests/demo_protocol.py).
 demo-protocol: $(STAMP) binaries

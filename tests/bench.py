@@ -6,16 +6,13 @@ invocation:
 
 - zips: each release zip's size against the 3 MiB budget; the HTTP client stacks linked
   (cargo tree: one hyper, one rustls, no reqwest).
-- cold start (tests/bench_coldstart.py): each release binary under a local Lambda Runtime API,
-  process start -> first /next, -> first answer, peak RSS, beside a crhelper + boto3 handler
-  creating the same clients under awslambdaric: ratios python / rust.
 - critical path (tests/bench_paths.py): network, service and scaling operations with a fixed added
   latency per AWS call through the loopback proxy: wall time, calls, rounds, the dependency-depth
   bound and the ratio to it; wait responsiveness; fail-fast times.
 - release end to end: the whole `make demo` flow on release zips beside the same flow on the
   debug zips `make test` uses, both passing, and the ratio of their wall times.
 
-Bounded: every step has a timeout. Reproduce: `make bench` (BENCH_RUNS=7 BENCH_LATENCY_MS=50).
+Bounded: every step has a timeout. Reproduce: `make bench` (BENCH_LATENCY_MS=50).
 """
 import json
 import os
@@ -32,7 +29,6 @@ import stackctl  # noqa: E402
 OUT = ROOT / "target" / "bench"
 LAMBDA_DIR = Path(os.environ.get("LAMBDA_DIR") or TARGET / "lambda")
 ZIP_BUDGET = 3 * 1024 * 1024
-RUNS = int(os.environ.get("BENCH_RUNS", "7"))
 LATENCY_MS = int(os.environ.get("BENCH_LATENCY_MS", "50"))
 # Crates that are an HTTP client or TLS stack of their own; the binaries should link one each.
 HTTP_STACKS = ("hyper", "rustls", "reqwest", "native-tls", "openssl", "isahc", "ureq")
@@ -76,19 +72,17 @@ def demo(zips_from: str) -> dict:
 
 
 def markdown(report: dict) -> str:
+    import bench_paths
+
     lines = ["# make bench", "", f"Run {report['when']} on {report['machine']}; "
              f"command: `{report['command']}`.", ""]
     lines += ["## Zips (release, cargo lambda)", "", "| function | MiB | of the 3 MiB budget |", "|---|---|---|"]
     lines += [f"| {name} | {z['mib']} | {z['of_budget']} |" for name, z in report["zips"].items()]
     lines += ["", "HTTP/TLS stacks linked: " + ", ".join(f"{k} {'/'.join(v)}" for k, v in report["http_stacks"].items()), ""]
-    cold = report.get("cold_start")
-    if cold:
-        lines += ["## Cold start (release binary vs crhelper + boto3 under awslambdaric)", "",
-                  "```", json.dumps(cold, indent=1), "```", ""]
     paths = report.get("critical_path")
     if paths:
         lines += [f"## Critical path ({LATENCY_MS} ms added per AWS call)", "",
-                  "```", json.dumps(paths, indent=1), "```", ""]
+                  "```", bench_paths.table(paths), "```", ""]
     release, debug = report["end_to_end"]["release"], report["end_to_end"]["debug"]
     lines += ["## End to end (the make demo flow)", "", "| zips | passed | steps | seconds |", "|---|---|---|---|",
               f"| release | {release['passed']} | {release['steps']} | {release['seconds']} |",
@@ -100,16 +94,13 @@ def markdown(report: dict) -> str:
 def main() -> int:
     import platform
 
-    import bench_coldstart
     import bench_paths
 
     OUT.mkdir(parents=True, exist_ok=True)
     report = {"when": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
               "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-              "command": f"make bench BENCH_RUNS={RUNS} BENCH_LATENCY_MS={LATENCY_MS}",
+              "command": f"make bench BENCH_LATENCY_MS={LATENCY_MS}",
               "zips": zips(), "http_stacks": http_stacks()}
-    binaries = {function: LAMBDA_DIR / function / "bootstrap" for function in stackctl.FUNCTIONS}
-    report["cold_start"] = bench_coldstart.measure(binaries, runs=RUNS, workdir=OUT / "cold-start")
     report["critical_path"] = bench_paths.measure(OUT / "paths", latency_ms=LATENCY_MS)
     release, debug = demo("release"), demo("debug")
     report["end_to_end"] = {"release": release, "debug": debug,

@@ -41,18 +41,19 @@ def binary(name: str, example: bool = False) -> Path:
     return TARGET / "debug" / ("examples" if example else "") / name
 
 
-def engine_for_deploys(name: str, bucket: str):
+def engine_for_deploys(name: str, bucket: str, logs: Path = LOGS):
     """A local engine process ready for `make deploy`: the provider functions zipped from the
-    debug binaries (in `engine.lambda_dir`), its own build dir and the code bucket."""
+    debug binaries (in `engine.lambda_dir`), its own build dir and the code bucket; its logs under
+    `logs`/`name`."""
     import stackctl
     from harness.engine_process import EngineProcess, zip_binary
 
     # The engine's functions claim hand-overs in the table provider.yaml makes, not the harness's.
     env = {k: v for k, v in FUNCTION_ENV.items() if k != "CUSTOM_RESOURCE_HANDOVER_TABLE"}
-    engine = EngineProcess(LOGS / name, function_env=env).start()
-    engine.lambda_dir = LOGS / f"{name}-zips" / "lambda"
+    engine = EngineProcess(logs / name, function_env=env).start()
+    engine.lambda_dir = logs / f"{name}-zips" / "lambda"
     # Where `make package` writes for this engine (make_on passes it as BUILD_DIR).
-    engine.build_dir = LOGS / f"{name}-zips" / "build"
+    engine.build_dir = logs / f"{name}-zips" / "build"
     for function in stackctl.FUNCTIONS:
         zip_binary(binary(function), engine.lambda_dir / function / "bootstrap.zip")
     engine.client("s3").create_bucket(Bucket=bucket)
@@ -141,10 +142,12 @@ def proxy(moto):
     recorder.stop()
 
 
-def _function(name, cfn, proxy, timeout=30.0, label=None, **extra):
+def _function(name, cfn, proxy, timeout=30.0, label=None, logs: Path = LOGS, **extra):
+    """A provider binary as a local Lambda whose AWS calls go through `proxy`; `extra`: more
+    environment."""
     env = dict(FUNCTION_ENV, AWS_ENDPOINT_URL=proxy.url, RESPONSE_URL_ALLOWED_PREFIXES=cfn.prefix, **extra)
     # Generous timeout: these tests are about AWS calls, not the deadline (tested with the example).
-    return LocalLambda(f"{name}-{label}" if label else name, binary(name), LOGS,
+    return LocalLambda(f"{name}-{label}" if label else name, binary(name), logs,
                        timeout=timeout, env=env).start()
 
 
@@ -185,13 +188,18 @@ def scaling_function(moto, cfn, proxy):
     function.stop()
 
 
-@pytest.fixture(autouse=True)
-def fresh_state(request, moto):
+def fresh_moto(moto) -> None:
+    """moto as every test finds it: all state wiped, the hand-over claim table made."""
     moto.reset()
     moto.client("dynamodb").create_table(
         TableName=HANDOVER_TABLE, BillingMode="PAY_PER_REQUEST",
         AttributeDefinitions=[{"AttributeName": "Claim", "AttributeType": "S"}],
         KeySchema=[{"AttributeName": "Claim", "KeyType": "HASH"}])
+
+
+@pytest.fixture(autouse=True)
+def fresh_state(request, moto):
+    fresh_moto(moto)
     SCENARIOS.append((request.node.name, []))
     yield
 

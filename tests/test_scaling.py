@@ -5,13 +5,21 @@ import pytest
 from harness.cloudformation import Resource
 
 
+# The clients the tests (and tests/bench_paths.py) make the world with and look at it through.
+CLIENTS = ("ec2", "ecs", "elbv2", "iam", "application-autoscaling", "cloudwatch")
+
+
 @pytest.fixture
 def aws(moto):
-    return {name: moto.client(name) for name in ("ec2", "ecs", "elbv2", "iam", "application-autoscaling", "cloudwatch")}
+    return {name: moto.client(name) for name in CLIENTS}
 
 
 @pytest.fixture
 def world(aws):
+    return make_world(aws)
+
+
+def make_world(aws) -> dict:
     """An ECS service `web` in cluster `app` running 1 task, and an ALB with an ip target group."""
     ec2, ecs, elb = aws["ec2"], aws["ecs"], aws["elbv2"]
     vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]

@@ -19,13 +19,21 @@ def calls_of_this_test_only(proxy):
     proxy.clear()
 
 
+# The clients the tests (and tests/bench_paths.py) make the world with and look at it through.
+CLIENTS = ("ec2", "ecs", "iam", "ssm", "elbv2", "application-autoscaling")
+
+
 @pytest.fixture
 def aws(moto):
-    return {name: moto.client(name) for name in ("ec2", "ecs", "iam", "ssm", "elbv2", "application-autoscaling")}
+    return {name: moto.client(name) for name in CLIENTS}
 
 
 @pytest.fixture
 def world(aws):
+    return make_world(aws)
+
+
+def make_world(aws) -> dict:
     """A VPC with two subnets, a cluster with FARGATE and FARGATE_SPOT, a secret, an execution
     role and a task definition that injects the secret."""
     ec2, ecs = aws["ec2"], aws["ecs"]
