@@ -9,6 +9,10 @@ VENV      := .venv
 PYTHON    ?= python3
 VENV_PY   := $(VENV)/bin/python
 STAMP     := $(VENV)/.installed
+# make bench's Python cold-start baseline (crhelper, awslambdaric, boto3): a venv of its own, so its
+# boto3/botocore pins never meet awscli's in .venv.
+BENCH_VENV  := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed
 CARGO     ?= cargo
 # Reuse a persistent target dir when the caller provides one (CI does); default: ./target.
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
@@ -30,7 +34,7 @@ BUILD_DIR_ARG := $(if $(BUILD_DIR),--build-dir '$(BUILD_DIR)')
 help:
 	@echo "make demo   - one environment's life on the local engine: deploy, console-style Spot weight change, tasks per provider, a doomed deploy failing fast, Spot fallback and recovery, destroy"
 	@echo "make test   - every check: fmt, clippy, unit tests, scenarios through the real binaries, the environment end to end on the local engine, cfn-lint, checkov"
-	@echo "make bench  - figures side by side (zips, critical paths vs their bound, waits, fail fast, release vs debug demo): target/bench/report.md"
+	@echo "make bench  - figures side by side (zips, cold starts vs Python crhelper+boto3, critical paths vs their bound, waits, fail fast, release vs debug demo): target/bench/report.md"
 	@echo "make soak   - every resource's lifecycle for SOAK_ROUNDS rounds (5) with 35% of AWS calls throttled and 5% answered 500; prints the figures"
 	@echo
 	@echo "Operate an environment (ENV=dev|stg|prd, default dev; uses the AWS_* environment, see README):"
@@ -45,6 +49,13 @@ help:
 $(STAMP): tests/requirements.txt tests/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV_PY) -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt -c tests/constraints.txt
+	@touch $@
+
+# Wheels only: awslambdaric has a C extension, and a source build here would need a C toolchain
+# and its autotools; a missing wheel should fail here, plainly.
+$(BENCH_STAMP): tests/bench-requirements.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --only-binary=:all: -r tests/bench-requirements.txt
 	@touch $@
 
 tools: $(STAMP)
@@ -115,9 +126,10 @@ demo-release: $(STAMP) build
 # Where we stand, measured side by side in one run (tests/bench.py; docs/benchmarks.md): zip sizes
 # and HTTP stacks, each operation's critical path against its dependency-depth bound with a fixed
 # latency per AWS call, wait responsiveness, fail-fast times, the demo flow on release vs debug
-# zips. Writes target/bench/report.json and report.md. Not part of make test (it needs make build).
-bench: $(STAMP) binaries build
-	$(VENV_PY) tests/bench.py
+# zips, cold starts beside a Python crhelper + boto3 handler (tests/bench_coldstart.py, in
+# $(BENCH_VENV)). Writes target/bench/report.json and report.md. Not part of make test (it needs make build).
+bench: $(STAMP) $(BENCH_STAMP) binaries build
+	BENCH_PYTHON=$(CURDIR)/$(BENCH_VENV)/bin/python $(VENV_PY) tests/bench.py
 
 # The protocol library's lifecycle rules through the example resource (tests/demo_protocol.py).
 demo-protocol: $(STAMP) binaries
@@ -158,4 +170,4 @@ destroy: $(STAMP)
 	$(STACKCTL) destroy $(ENV) $(if $(YES),--yes)
 
 clean:
-	rm -rf $(VENV) .tmp .build
+	rm -rf $(VENV) $(BENCH_VENV) .tmp .build

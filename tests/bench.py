@@ -6,6 +6,9 @@ invocation:
 
 - zips: each release zip's size against the 3 MiB budget; the HTTP client stacks linked
   (cargo tree: one hyper, one rustls, no reqwest).
+- cold start (tests/bench_coldstart.py): each release binary's time to its first `next` and to
+  its first answer, and its peak RSS, beside a Python crhelper + boto3 handler doing the same
+  (its own venv, .venv-bench), on the same local Runtime API; medians of 7 and the ratios.
 - critical path (tests/bench_paths.py): network, service and scaling operations with a fixed added
   latency per AWS call through the loopback proxy: wall time, calls, rounds, the dependency-depth
   bound and the ratio to it; wait responsiveness; fail-fast times.
@@ -24,6 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 from conftest import ROOT, TARGET  # noqa: E402
+import bench_coldstart  # noqa: E402
 import stackctl  # noqa: E402
 
 OUT = ROOT / "target" / "bench"
@@ -71,6 +75,25 @@ def demo(zips_from: str) -> dict:
     return {"passed": result.returncode == 0, "seconds": round(seconds, 1), "steps": steps}
 
 
+def cold_start() -> dict:
+    """tests/bench_coldstart.py's figures, or why a run failed (the bench then fails)."""
+    try:
+        return bench_coldstart.measure(LAMBDA_DIR, logs=OUT / "coldstart")
+    except bench_coldstart.ColdStartFailure as failure:
+        return {"failed": str(failure)}
+
+
+def cold_start_markdown(cold: dict) -> list:
+    lines = ["## Cold start (release binary vs Python crhelper + boto3, same Runtime API)", ""]
+    if "failed" in cold:
+        return lines + [f"FAILED: {cold['failed']}", ""]
+    versions = ", ".join(f"{name} {version}" for name, version in cold["python"].items())
+    return lines + [f"Medians of {cold['runs']} fresh processes each, one Delete answered without AWS "
+                    f"(spot-fallback: an ignored EventBridge event); Python side: {versions}. "
+                    "Each cell: median (min-max); times from process start; RSS is VmHWM after the answer.", "",
+                    bench_coldstart.table(cold), ""]
+
+
 def markdown(report: dict) -> str:
     import bench_paths
 
@@ -79,6 +102,7 @@ def markdown(report: dict) -> str:
     lines += ["## Zips (release, cargo lambda)", "", "| function | MiB | of the 3 MiB budget |", "|---|---|---|"]
     lines += [f"| {name} | {z['mib']} | {z['of_budget']} |" for name, z in report["zips"].items()]
     lines += ["", "HTTP/TLS stacks linked: " + ", ".join(f"{k} {'/'.join(v)}" for k, v in report["http_stacks"].items()), ""]
+    lines += cold_start_markdown(report["cold_start"])
     paths = report.get("critical_path")
     if paths:
         lines += [f"## Critical path ({LATENCY_MS} ms added per AWS call)", "",
@@ -100,7 +124,7 @@ def main() -> int:
     report = {"when": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
               "machine": f"{platform.machine()}, {os.cpu_count()} cores",
               "command": f"make bench BENCH_LATENCY_MS={LATENCY_MS}",
-              "zips": zips(), "http_stacks": http_stacks()}
+              "zips": zips(), "http_stacks": http_stacks(), "cold_start": cold_start()}
     report["critical_path"] = bench_paths.measure(OUT / "paths", latency_ms=LATENCY_MS)
     release, debug = demo("release"), demo("debug")
     report["end_to_end"] = {"release": release, "debug": debug,
@@ -108,7 +132,8 @@ def main() -> int:
     (OUT / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (OUT / "report.md").write_text(markdown(report))
     print(markdown(report))
-    ok = release["passed"] and debug["passed"] and all(z["within_budget"] for z in report["zips"].values())
+    ok = release["passed"] and debug["passed"] and all(z["within_budget"] for z in report["zips"].values()) \
+        and "failed" not in report["cold_start"]
     print(f"\nwrote {OUT / 'report.json'} and {OUT / 'report.md'}" + ("" if ok else " (a check above failed)"))
     return 0 if ok else 1
 
