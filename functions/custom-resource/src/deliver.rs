@@ -105,7 +105,7 @@ pub trait Deliver: Send + Sync + 'static {
 
 /// PUT with exponential backoff on connection errors, timeouts and 5xx. A 4xx is final (the
 /// pre-signed URL is wrong or expired; retrying cannot help). Built on the HTTP and TLS stack the
-/// AWS SDK already compiles (hyper 1, hyper-util's client, hyper-rustls with aws-lc and the
+/// AWS SDK already compiles (hyper 1, hyper-util's client, hyper-rustls with rustls on ring and the
 /// system's roots), so every binary carries one.
 #[derive(Clone)]
 pub struct HttpDelivery {
@@ -132,7 +132,7 @@ impl HttpDelivery {
         // https for AWS; plain http only where RESPONSE_URL_ALLOWED_PREFIXES allows it (local runs).
         http.enforce_http(false);
         let https = HttpsConnectorBuilder::new()
-            .with_provider_and_native_roots(rustls::crypto::aws_lc_rs::default_provider())
+            .with_provider_and_native_roots(rustls::crypto::ring::default_provider())
             .map_err(|error| Error::Delivery {
                 attempts: 0,
                 message: format!("could not load the system's TLS roots: {error}"),

@@ -89,9 +89,20 @@ macro_rules! client {
 /// region, credentials and endpoints, with [`retry_config`]. Build clients with [`client!`].
 pub async fn sdk_config() -> aws_config::SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http_client())
         .retry_config(retry_config())
         .load()
         .await
+}
+
+/// The HTTPS client every SDK client uses (the SDK's own hyper client, TLS by rustls on ring with
+/// the system's roots): the only HTTP and TLS stack linked, since the SDK crates are built
+/// without their default one. Tests that build an SDK config by hand pass it too.
+pub fn http_client() -> aws_sdk_lambda::config::SharedHttpClient {
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https()
 }
 
 /// Structured JSON logs on stdout. Level from `AWS_LAMBDA_LOG_LEVEL` or `RUST_LOG` (default
@@ -100,20 +111,27 @@ pub fn init_tracing() {
     let level = std::env::var("RUST_LOG")
         .or_else(|_| std::env::var("AWS_LAMBDA_LOG_LEVEL").map(|level| level.to_lowercase()))
         .unwrap_or_else(|_| "info".to_owned());
-    let filter = tracing_subscriber::EnvFilter::try_new(&level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false);
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    // `info`, or per target as in `info,custom_resource=debug` (no regex-based filters).
+    let filter: Targets = level
+        .parse()
+        .unwrap_or_else(|_| Targets::new().with_default(LevelFilter::INFO));
+    let layer = tracing_subscriber::fmt::layer().with_target(false);
+    let registry = tracing_subscriber::registry().with(filter);
     let text = std::env::var("LOG_FORMAT").is_ok_and(|format| format.eq_ignore_ascii_case("text"));
     let _ = if text {
-        builder.without_time().try_init()
+        registry.with(layer.without_time()).try_init()
     } else {
-        builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
+        registry
+            .with(
+                layer
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_span_list(false),
+            )
             .try_init()
     };
 }

@@ -999,6 +999,7 @@ mod tests {
         let config = aws_sdk_ecs::Config::builder()
             .behavior_version(aws_sdk_ecs::config::BehaviorVersion::latest())
             .region(aws_sdk_ecs::config::Region::new("us-east-1"))
+            .http_client(custom_resource::http_client())
             .build();
         aws_sdk_ecs::Client::from_conf(config).update_service()
     }

@@ -43,6 +43,7 @@ async fn sent(old: Value, new: Value, fallback: FallbackPlan) -> Option<(String,
         .credentials_provider(Credentials::new("AKID", "SECRET", None, None, "test"))
         .retry_config(aws_sdk_ecs::config::retry::RetryConfig::disabled())
         .interceptor(captured.clone())
+        .http_client(custom_resource::http_client())
         .build();
     let request = aws_sdk_ecs::Client::from_conf(config)
         .update_service()
