@@ -52,12 +52,7 @@ PATHS = {
             "+ AssociateRouteTable x6 + ModifySubnetAttribute x3 + CreateRoute public",
             "[wait: NAT pending -> available] DescribeNatGateways that reports them available",
             "CreateRoute x3, private -> NAT (never a route to a pending NAT)",
-        ), NAT_AVAILABLE, (
-            "functions/network/src/resource.rs:198 check_address_quota (DescribeAccountAttributes "
-            "+ DescribeAddresses) runs after the lookup round of resource.rs:193 "
-            "(DescribeVpcs/DescribeInternetGateways/DescribeAvailabilityZones) although it needs "
-            "none of its answers: the count of new addresses is known from the properties",
-        )),
+        ), NAT_AVAILABLE),
     "NAT layout change (3 AZ, Single -> PerAz)": CriticalPath(
         "NAT layout change (3 AZ, Single -> PerAz)", 5, (
             "discover: DescribeVpcs/Subnets/RouteTables/NatGateways/Addresses/InternetGateways "
@@ -67,11 +62,7 @@ PATHS = {
             "CreateNatGateway x2 (need the addresses)",
             "[wait: NAT pending -> available] DescribeNatGateways that reports them available",
             "ReplaceRoute x2, private -> the zone's new NAT",
-        ), NAT_AVAILABLE, (
-            "functions/network/src/resource.rs:496 check_address_quota (DescribeAccountAttributes "
-            "+ DescribeAddresses) after discover at resource.rs:486: the two calls need no answer "
-            "of discover, only the comparison does (addresses_needed)",
-        )),
+        ), NAT_AVAILABLE),
     "service create (WaitForSteadyState)": CriticalPath(
         "service create (WaitForSteadyState)", 4, (
             "DescribeClusters + DescribeTaskDefinition + GetRole (AWSServiceRoleForECS) "
@@ -80,11 +71,7 @@ PATHS = {
             "execution role; DescribeImages for ECR images, none here)",
             "CreateService (needs every check passed, the image plan and the existence check)",
             "[wait: steady state] DescribeServices that reports it steady",
-        ), Wait("service steady", ("CreateService",), "DescribeServices"), (
-            "functions/service/src/resource.rs:447 DescribeServices (does the service exist) runs "
-            "after preflight::run at resource.rs:446 (two rounds, preflight.rs:109-173) although "
-            "it needs only Cluster and ServiceName",
-        )),
+        ), Wait("service steady", ("CreateService",), "DescribeServices")),
     "service strategy update (WaitForSteadyState)": CriticalPath(
         "service strategy update (WaitForSteadyState)", 4, (
             "DescribeClusters + DescribeTaskDefinition + GetRole + DescribeServices (the service's "
@@ -94,10 +81,8 @@ PATHS = {
             "DescribeServices tags and the properties)",
             "[wait: steady state] DescribeServices that reports it steady",
         ), Wait("service steady", ("UpdateService",), "DescribeServices"), (
-            "functions/service/src/resource.rs:558 DescribeServices (self.active) runs after "
-            "preflight::run at resource.rs:557 although it needs only Cluster and the physical id",
-            "functions/service/src/resource.rs:618 record_template (TagResource) runs after "
-            "UpdateService at resource.rs:608 although it needs only the tags read at :558 and the "
+            "functions/service/src/resource.rs:617 record_template (TagResource) runs after "
+            "UpdateService at resource.rs:607 although it needs only the tags read at :555 and the "
             "properties (ordered so the tag follows an accepted update; a failed update is rolled "
             "back by CloudFormation with an Update that records the old strategy again)",
         )),

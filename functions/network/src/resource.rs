@@ -7,7 +7,7 @@ pub use crate::apply::Network;
 use crate::apply::{is_code, log_round, Owner};
 use crate::error::NetworkError;
 use crate::plan::{self, Desired};
-use crate::properties::NetworkProperties;
+use crate::properties::{NatGateways, NetworkProperties};
 use crate::state::{discover, filter, Igw, Role, State, TAG_LOGICAL, TAG_REQUEST};
 use crate::zones;
 use aws_sdk_ec2::types::{AvailabilityZoneOptInStatus, ResourceType};
@@ -31,6 +31,34 @@ struct Progress {
 /// The EC2 account attribute holding the Elastic IP quota ("EC2-VPC Elastic IPs", Service
 /// Quotas code L-0263D0A3; 5 per region by default).
 pub const EIP_QUOTA_ATTRIBUTE: &str = "vpc-max-elastic-ips";
+
+/// The account's Elastic IP addresses in use and its quota (None: the account did not report it).
+#[derive(Debug, Clone, Copy)]
+pub struct AddressRoom {
+    pub in_use: usize,
+    pub quota: Option<usize>,
+}
+
+/// Fails before anything is made when `needed` new addresses do not fit the quota.
+pub fn check_address_quota(room: Option<AddressRoom>, needed: usize) -> Result<(), NetworkError> {
+    let Some(AddressRoom { in_use, quota }) = room else {
+        return Ok(());
+    };
+    if needed == 0 {
+        return Ok(());
+    }
+    let Some(quota) = quota else {
+        info!("the account did not report {EIP_QUOTA_ATTRIBUTE}; not checking the address quota");
+        return Ok(());
+    };
+    match address_shortfall(needed, in_use, quota) {
+        Some(message) => Err(NetworkError::Property {
+            property: "NatGateways",
+            message,
+        }),
+        None => Ok(()),
+    }
+}
 
 /// Why the new NAT gateways cannot get their addresses, or None when the quota has room.
 pub fn address_shortfall(needed: usize, in_use: usize, quota: usize) -> Option<String> {
@@ -82,10 +110,15 @@ impl Network {
         .map_err(|(property, message)| NetworkError::Property { property, message })
     }
 
-    /// Fails before anything is made when `needed` new addresses do not fit the quota.
-    async fn check_address_quota(&self, needed: usize) -> Result<(), NetworkError> {
-        if needed == 0 {
-            return Ok(());
+    /// The account's Elastic IP room (addresses in use, the quota), read when `props` wants NAT
+    /// gateways. Its two calls need no answer of any other, so it runs beside the round that
+    /// tells how many addresses are needed ([`check_address_quota`] compares).
+    async fn address_room(
+        &self,
+        props: &NetworkProperties,
+    ) -> Result<Option<AddressRoom>, NetworkError> {
+        if props.nat_gateways == NatGateways::None {
+            return Ok(None);
         }
         let started = std::time::Instant::now();
         let (attributes, addresses) = futures::try_join!(
@@ -114,19 +147,10 @@ impl Network {
             .flat_map(|a| a.attribute_values())
             .find_map(|v| v.attribute_value()?.parse::<usize>().ok());
         log_round("quota", 2, started);
-        let Some(quota) = quota else {
-            info!(
-                "the account did not report {EIP_QUOTA_ATTRIBUTE}; not checking the address quota"
-            );
-            return Ok(());
-        };
-        match address_shortfall(needed, addresses.addresses().len(), quota) {
-            Some(message) => Err(NetworkError::Property {
-                property: "NatGateways",
-                message,
-            }),
-            None => Ok(()),
-        }
+        Ok(Some(AddressRoom {
+            in_use: addresses.addresses().len(),
+            quota,
+        }))
     }
 
     /// Addresses the wanted NAT gateways still need (no live NAT and no spare address of ours).
@@ -184,15 +208,19 @@ impl Network {
         ctx: &Context,
         props: &NetworkProperties,
     ) -> Result<(String, Outcome), NetworkError> {
-        // Round 1: what this request already made, and the region's zones.
+        // Round 1: what this request already made, the region's zones and the address quota.
         let started = std::time::Instant::now();
-        let (vpc, igw, azs) =
-            futures::try_join!(self.find_vpc(ctx), self.find_igw(ctx), self.zones(props))?;
+        let (vpc, igw, azs, room) = futures::try_join!(
+            self.find_vpc(ctx),
+            self.find_igw(ctx),
+            self.zones(props),
+            self.address_room(props)
+        )?;
         log_round("lookup", 3, started);
         let desired = Desired::new(props, &azs, true)?;
         if vpc.is_none() {
             // Nothing exists yet: refuse now rather than with a half-built network.
-            self.check_address_quota(desired.nat_azs().len()).await?;
+            check_address_quota(room, desired.nat_azs().len())?;
         }
         let owner = Owner {
             ctx,
@@ -514,7 +542,8 @@ impl Network {
         vpc_id: &str,
         new: &NetworkProperties,
     ) -> Result<Outcome, NetworkError> {
-        let state = discover(&self.ec2, vpc_id).await?;
+        let (state, room) =
+            futures::try_join!(discover(&self.ec2, vpc_id), self.address_room(new))?;
         if !state.vpc_exists {
             return Err(NetworkError::from(AwsError::new(
                 "DescribeVpcs",
@@ -524,8 +553,7 @@ impl Network {
         }
         let azs = self.existing_zones(&state, new).await?;
         let desired = Desired::new(new, &azs, false)?;
-        self.check_address_quota(Self::addresses_needed(&state, &desired))
-            .await?;
+        check_address_quota(room, Self::addresses_needed(&state, &desired))?;
         let outcome = self.reconcile(ctx, &desired, state).await?;
         Ok(keep_id(outcome))
     }

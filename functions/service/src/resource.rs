@@ -432,8 +432,14 @@ impl FargateService {
         ctx: &Context,
         props: &ServiceProperties,
     ) -> Result<(Service, Checked), ServiceError> {
-        let checked = preflight::run(&self.clients, props).await?;
-        if let Some(existing) = self.describe(&props.cluster, &props.service_name).await? {
+        // The checks and the existence read need no answer of each other: one round. The checks'
+        // error comes first (it names the property to fix).
+        let (checked, existing) = tokio::join!(
+            preflight::run(&self.clients, props),
+            self.describe(&props.cluster, &props.service_name)
+        );
+        let checked = checked?;
+        if let Some(existing) = existing? {
             match existing.status() {
                 Some("ACTIVE") if tag_of(&existing, TAG_REQUEST) == Some(ctx.request_id.as_str()) => {
                     info!(service = existing.service_arn().unwrap_or_default(), "redelivered request: adopting the service it already created");
@@ -543,8 +549,12 @@ impl FargateService {
         old: &ServiceProperties,
         new: &ServiceProperties,
     ) -> Result<Outcome, ServiceError> {
-        let checked = preflight::run(&self.clients, new).await?;
-        let current = self.active(&new.cluster, physical_id).await?;
+        // As in create_service: the checks beside the read of the service, their error first.
+        let (checked, current) = tokio::join!(
+            preflight::run(&self.clients, new),
+            self.active(&new.cluster, physical_id)
+        );
+        let (checked, current) = (checked?, current?);
         let awaiting = tag_of(&current, TAG_AWAITING_IMAGE).is_some();
         let recorded = (
             tag_of(&current, TEMPLATE_DESIRED_COUNT).map(str::to_owned),
