@@ -17,6 +17,17 @@ CARGO     ?= cargo
 # Reuse a persistent target dir when the caller provides one (CI does); default: ./target.
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+# clippy lints the workspace's own crates as they compile, in every build and test here: cargo
+# runs them through clippy-driver (RUSTC_WORKSPACE_WRAPPER, what `cargo clippy` itself does), with
+# warnings denied (CLIPPY_ARGS, cargo-clippy's encoding of `-- -D warnings`). Dependencies are
+# compiled by rustc alone, so there is no second, check-only compile of every dependency
+# (docs/benchmarks.md: build figures). Without clippy installed, make test runs `make clippy`, which
+# then fails naming it.
+CLIPPY_DRIVER := $(shell command -v clippy-driver 2>/dev/null)
+ifneq ($(CLIPPY_DRIVER),)
+export RUSTC_WORKSPACE_WRAPPER := $(CLIPPY_DRIVER)
+export CLIPPY_ARGS := -D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__
+endif
 
 # One stack per environment: cloudformation/params/$(ENV).json, stack <AppName>-$(ENV). AWS access
 # is whatever AWS_* variables are set (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL for a local engine).
@@ -28,7 +39,7 @@ LAMBDA_DIR ?= $(CARGO_TARGET_DIR)/lambda
 # Where package writes the packaged template and code.json (stackctl's default: .build/$(ENV)).
 BUILD_DIR_ARG := $(if $(BUILD_DIR),--build-dir '$(BUILD_DIR)')
 
-.PHONY: help test demo demo-release demo-protocol soak bench binaries build zips fmt fmt-check clippy unit integration lint tools clean \
+.PHONY: setup image image-tag push help test demo demo-release demo-protocol soak bench binaries build zips fmt fmt-check clippy unit integration lint tools clean \
 	package deploy weights tasks outputs events destroy
 
 help:
@@ -64,6 +75,10 @@ tools: $(STAMP)
 	@aws --version
 	@cargo-lambda lambda --version
 
+# The venv's install (mostly downloads) beside the cargo build (all CPU): one wait instead of two.
+setup:
+	@$(MAKE) --no-print-directory -j2 $(STAMP) binaries
+
 # Debug build of every target: the binaries the local harness runs (make test, make demo).
 binaries:
 	$(CARGO) build --workspace --all-targets --locked
@@ -78,7 +93,7 @@ binaries:
 RELEASE_RUSTFLAGS := CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C relocation-model=static" \
 	CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C relocation-model=static"
 build: $(STAMP)
-	$(RELEASE_RUSTFLAGS) cargo-lambda lambda build --release --output-format zip $(if $(filter arm64,$(ARCH)),--arm64,)
+	$(RELEASE_RUSTFLAGS) cargo-lambda lambda build --release --output-format zip --workspace --exclude app $(if $(filter arm64,$(ARCH)),--arm64,)
 
 zips: build
 
@@ -113,7 +128,7 @@ lint: $(STAMP)
 	cfn-lint -c I -- 'cloudformation/**/*.yaml'
 	checkov -d cloudformation --framework cloudformation --quiet --compact --skip-download
 
-test: tools fmt-check binaries clippy unit integration lint
+test: setup tools fmt-check $(if $(CLIPPY_DRIVER),,clippy) unit integration lint
 	@echo "make test: all checks passed"
 
 # The product end to end on the local engine: deploy -> tasks -> console-style weights update ->
@@ -122,7 +137,7 @@ test: tools fmt-check binaries clippy unit integration lint
 # target, so the units and features are the same), zipped as Lambda zips: one build serves both
 # commands (a cold release build alone takes 20 minutes here). `make demo-release`
 # deploys the release zips of `make build` instead, as a real account gets them.
-demo: $(STAMP) binaries
+demo: setup
 	DEMO_ZIPS=debug $(VENV_PY) tests/demo.py
 
 demo-release: $(STAMP) build
@@ -135,6 +150,30 @@ demo-release: $(STAMP) build
 # $(BENCH_VENV)). Writes target/bench/report.json and report.md. Not part of make test (it needs make build).
 bench: $(STAMP) $(BENCH_STAMP) binaries build
 	BENCH_PYTHON=$(CURDIR)/$(BENCH_VENV)/bin/python $(VENV_PY) tests/bench.py
+
+# The sample app's image (app/Dockerfile): docker, podman or buildah, whichever is installed
+# (IMAGE_TOOL=... to choose), for the task's CPU architecture (ARCH=arm64 for TaskCpuArchitecture
+# ARM64), tagged with the git revision (a dirty tree gets -dirty: tags are immutable in ECR).
+# `make push ENV=...` tags it for the environment's repository (the stack's RepositoryUri output),
+# logs in to ECR and pushes; then `make deploy ENV=... SET=ImageTag=$$(make -s image-tag)`.
+IMAGE_TOOL ?= $(firstword $(foreach tool,docker podman buildah,$(shell command -v $(tool) 2>/dev/null)))
+IMAGE_NAME ?= ecs-fargate-sample-app
+IMAGE_TAG  ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)$(shell git diff --quiet HEAD 2>/dev/null || echo -dirty)
+IMAGE_PLATFORM := linux/$(if $(filter arm64,$(ARCH)),arm64,amd64)
+image-tag:
+	@echo $(IMAGE_TAG)
+
+image:
+	@test -n "$(IMAGE_TOOL)" || { echo "make image: no docker, podman or buildah found; install one (or set IMAGE_TOOL)"; exit 1; }
+	$(IMAGE_TOOL) build --platform $(IMAGE_PLATFORM) -f app/Dockerfile -t $(IMAGE_NAME):$(IMAGE_TAG) .
+
+push: $(STAMP) image
+	@repo=$$($(STACKCTL) outputs $(ENV) --get RepositoryUri) && test -n "$$repo" \
+	  || { echo "make push: no RepositoryUri output for ENV=$(ENV); deploy the environment first"; exit 1; }; \
+	set -e; aws ecr get-login-password | $(IMAGE_TOOL) login --username AWS --password-stdin "$${repo%%/*}"; \
+	$(IMAGE_TOOL) tag $(IMAGE_NAME):$(IMAGE_TAG) "$$repo:$(IMAGE_TAG)"; \
+	$(IMAGE_TOOL) push "$$repo:$(IMAGE_TAG)"; \
+	echo "pushed $$repo:$(IMAGE_TAG); next: make deploy ENV=$(ENV) SET=ImageTag=$(IMAGE_TAG)"
 
 # The protocol library's lifecycle rules through the example resource (tests/demo_protocol.py).
 demo-protocol: $(STAMP) binaries

@@ -1,13 +1,10 @@
 //! Delivering the answer: the response-URL allow-list and the PUT with retries.
 
 use crate::error::Error;
+use crate::http::HttpsClient;
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use std::future::Future;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -104,12 +101,11 @@ pub trait Deliver: Send + Sync + 'static {
 }
 
 /// PUT with exponential backoff on connection errors, timeouts and 5xx. A 4xx is final (the
-/// pre-signed URL is wrong or expired; retrying cannot help). Built on the HTTP and TLS stack the
-/// AWS SDK already compiles (hyper 1, hyper-util's client, hyper-rustls with rustls on ring and the
-/// system's roots), so every binary carries one.
+/// pre-signed URL is wrong or expired; retrying cannot help). On the client the AWS SDK clients
+/// use too ([`crate::http`]), so every binary carries one HTTP and TLS stack.
 #[derive(Clone)]
 pub struct HttpDelivery {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: HttpsClient<Full<Bytes>>,
     max_attempts: u32,
     first_backoff: Duration,
 }
@@ -127,21 +123,15 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
 
 impl HttpDelivery {
     pub fn new() -> Result<Self, Error> {
-        let mut http = HttpConnector::new();
-        http.set_connect_timeout(Some(Duration::from_secs(5)));
-        // https for AWS; plain http only where RESPONSE_URL_ALLOWED_PREFIXES allows it (local runs).
-        http.enforce_http(false);
-        let https = HttpsConnectorBuilder::new()
-            .with_provider_and_native_roots(rustls::crypto::ring::default_provider())
-            .map_err(|error| Error::Delivery {
-                attempts: 0,
-                message: format!("could not load the system's TLS roots: {error}"),
-            })?
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
+        let client =
+            crate::http::https_client(Some(Duration::from_secs(5))).map_err(|message| {
+                Error::Delivery {
+                    attempts: 0,
+                    message,
+                }
+            })?;
         Ok(Self {
-            client: Client::builder(TokioExecutor::new()).build(https),
+            client,
             max_attempts: 8,
             first_backoff: Duration::from_millis(200),
         })

@@ -22,6 +22,7 @@ pub mod ecs;
 pub mod error;
 pub mod fallback;
 pub mod handover;
+pub mod http;
 pub mod properties;
 pub mod provider;
 pub mod resource;
@@ -95,14 +96,10 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
         .await
 }
 
-/// The HTTPS client every SDK client uses (the SDK's own hyper client, TLS by rustls on ring with
-/// the system's roots): the only HTTP and TLS stack linked, since the SDK crates are built
-/// without their default one. Tests that build an SDK config by hand pass it too.
+/// The HTTP client every SDK client uses ([`http::SdkHttpClient`]: the one HTTP and TLS stack
+/// linked). Tests that build an SDK config by hand pass it too.
 pub fn http_client() -> aws_sdk_lambda::config::SharedHttpClient {
-    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(Provider::Rustls(CryptoMode::Ring))
-        .build_https()
+    http::SdkHttpClient::shared()
 }
 
 /// Structured JSON logs on stdout. Level from `AWS_LAMBDA_LOG_LEVEL` or `RUST_LOG` (default
