@@ -4,8 +4,8 @@ Writes target/bench/report.json (machine-readable) and target/bench/report.md (t
 docs/benchmarks.md quotes). Sections, each a count or a ratio against a baseline run in the same
 invocation:
 
-- zips: each release zip's size against the 3 MiB budget; the HTTP client stacks linked
-  (cargo tree: one hyper, one rustls, no reqwest).
+- zips: each release zip's size against the 3 MiB budget; the HTTP/TLS crates the Lambda
+  binaries link (cargo tree: one hyper, one rustls on ring; no h2, aws-lc, reqwest).
 - cold start (tests/bench_coldstart.py): each release binary's time to its first `next` and to
   its first answer, and its peak RSS, beside a Python crhelper + boto3 handler doing the same
   (its own venv, .venv-bench), on the same local Runtime API; medians of 7 and the ratios.
@@ -35,7 +35,8 @@ LAMBDA_DIR = Path(os.environ.get("LAMBDA_DIR") or TARGET / "lambda")
 ZIP_BUDGET = 3 * 1024 * 1024
 LATENCY_MS = int(os.environ.get("BENCH_LATENCY_MS", "50"))
 # Crates that are an HTTP client or TLS stack of their own; the binaries should link one each.
-HTTP_STACKS = ("hyper", "rustls", "reqwest", "native-tls", "openssl", "isahc", "ureq")
+HTTP_STACKS = ("hyper", "rustls", "reqwest", "native-tls", "openssl", "isahc", "ureq", "h2",
+               "aws-smithy-http-client", "aws-lc-rs", "ring")
 
 
 def zips() -> dict:
@@ -49,8 +50,10 @@ def zips() -> dict:
 
 
 def http_stacks() -> dict:
-    """Versions of each HTTP/TLS crate in the binaries' dependency graph (normal edges)."""
-    tree = subprocess.run(["cargo", "tree", "--workspace", "-e", "normal", "--prefix", "none", "--locked"],
+    """Versions of each HTTP/TLS crate in the Lambda binaries' dependency graph (normal edges; the
+    sample app, which make build leaves out, excluded)."""
+    tree = subprocess.run(["cargo", "tree", "--workspace", "--exclude", "app", "-e", "normal", "--prefix", "none",
+                           "--locked"],
                           cwd=ROOT, capture_output=True, text=True, check=True, timeout=300).stdout
     found: dict = {}
     for line in tree.splitlines():
