@@ -1,0 +1,202 @@
+"""ECS service tasks as processes of the sample app behind a loopback Application Load Balancer
+(harness/task_processes.py, harness/balancer.py) on a local engine that opts in: the balancer
+routes round robin over healthy tasks only, a stopped task drains and gets SIGTERM, secrets from
+SSM reach the process but no log line, and no task process outlives its engine.
+
+Needs the sample app's debug binary (make binaries; ECS_APP_BINARY overrides the path)."""
+import json
+import os
+import signal
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from conftest import LOGS
+from harness.engine_process import APP_BINARY, EngineProcess
+
+SECRET_NAME = "/shop/test/DATABASE_URL"
+SECRET_VALUE = "postgres://app:s3cr3t-7f2c@db.internal/shop"
+
+
+def app_binary() -> Path:
+    if not os.access(APP_BINARY, os.X_OK):
+        pytest.fail(f"no sample app binary at {APP_BINARY}: run make binaries")
+    return APP_BINARY
+
+
+def start_engine(name: str) -> EngineProcess:
+    return EngineProcess(LOGS / name, task_binary=app_binary()).start()
+
+
+def world(engine: EngineProcess, desired: int = 3) -> dict:
+    """What the templates make, in API calls: a VPC with subnets in two zones, an internet-facing
+    ALB whose HTTP listener forwards to an ip target group (health check /health every 15 s,
+    thresholds 2/3, matcher 200-399, deregistration delay 30 s), a FARGATE/FARGATE_SPOT cluster,
+    the app's SecureString parameter, an awsvpc Fargate task definition with that secret, and a
+    service of `desired` tasks, FARGATE 1 : FARGATE_SPOT 1, registered with the target group."""
+    ec2, elbv2, ecs = engine.client("ec2"), engine.client("elbv2"), engine.client("ecs")
+    vpc = ec2.create_vpc(CidrBlock="10.20.0.0/16")["Vpc"]["VpcId"]
+    subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.20.{i}.0/24",
+                                 AvailabilityZone=f"us-east-1{zone}")["Subnet"]["SubnetId"]
+               for i, zone in enumerate("ab")]
+    group = ec2.create_security_group(GroupName="app", Description="app", VpcId=vpc)["GroupId"]
+    lb = elbv2.create_load_balancer(Name="shop-test", Subnets=subnets, SecurityGroups=[group],
+                                    Scheme="internet-facing", Type="application")["LoadBalancers"][0]
+    target_group = elbv2.create_target_group(
+        Name="shop-test", Protocol="HTTP", Port=8080, VpcId=vpc, TargetType="ip", HealthCheckPath="/health",
+        HealthCheckIntervalSeconds=15, HealthyThresholdCount=2, UnhealthyThresholdCount=3,
+        Matcher={"HttpCode": "200-399"})["TargetGroups"][0]["TargetGroupArn"]
+    elbv2.modify_target_group_attributes(TargetGroupArn=target_group, Attributes=[
+        {"Key": "deregistration_delay.timeout_seconds", "Value": "30"}])
+    elbv2.create_listener(LoadBalancerArn=lb["LoadBalancerArn"], Protocol="HTTP", Port=80,
+                          DefaultActions=[{"Type": "forward", "TargetGroupArn": target_group}])
+    engine.client("iam").create_service_linked_role(AWSServiceName="ecs.amazonaws.com")
+    ecs.create_cluster(clusterName="shop-test", capacityProviders=["FARGATE", "FARGATE_SPOT"])
+    engine.client("ssm").put_parameter(Name=SECRET_NAME, Type="SecureString", Value=SECRET_VALUE)
+    ecs.register_task_definition(
+        family="shop-test", networkMode="awsvpc", requiresCompatibilities=["FARGATE"], cpu="256", memory="512",
+        containerDefinitions=[{
+            "name": "shop", "image": "public.ecr.aws/docker/library/shop:v1", "essential": True,
+            "portMappings": [{"containerPort": 8080, "protocol": "tcp"}], "stopTimeout": 30,
+            "environment": [{"name": "APP_ENV", "value": "test"}, {"name": "PORT", "value": "8080"},
+                            {"name": "EXPECTED_SECRETS", "value": "DATABASE_URL,API_KEY"}],
+            "secrets": [{"name": "DATABASE_URL", "valueFrom": SECRET_NAME}]}])
+    ecs.create_service(
+        cluster="shop-test", serviceName="shop", taskDefinition="shop-test", desiredCount=desired,
+        capacityProviderStrategy=[{"capacityProvider": "FARGATE", "weight": 1},
+                                  {"capacityProvider": "FARGATE_SPOT", "weight": 1}],
+        networkConfiguration={"awsvpcConfiguration": {"subnets": subnets, "securityGroups": [group]}},
+        loadBalancers=[{"targetGroupArn": target_group, "containerName": "shop", "containerPort": 8080}])
+    return {"dns": lb["DNSName"], "target_group": target_group}
+
+
+def targets(engine, target_group: str) -> dict:
+    return {t["Id"]: t for t in engine.balancers()["TargetGroups"].get(target_group, {}).get("Targets", [])}
+
+
+def wait_until(condition, timeout: float = 15.0, what: str = "condition"):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        found = condition()
+        if found:
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"{what} not reached within {timeout} s")
+
+
+def healthy(engine, target_group: str, count: int) -> dict:
+    return wait_until(lambda: (lambda t: t if sum(x["State"] == "healthy" for x in t.values()) == count else None)(
+        targets(engine, target_group)), what=f"{count} healthy targets")
+
+
+def ask(url: str) -> dict:
+    with urllib.request.urlopen(url + "/?format=json", timeout=10) as response:
+        return json.loads(response.read())
+
+
+def gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+    return "\nState:\tZ" in state
+
+
+@pytest.fixture(scope="module")
+def shop():
+    engine = start_engine("task-processes")
+    try:
+        found = world(engine)
+        healthy(engine, found["target_group"], 3)
+        yield engine, found, engine.balancer_url(found["dns"])
+    finally:
+        engine.stop()
+
+
+def test_the_load_balancer_spreads_requests_over_healthy_tasks_and_skips_one_failing_its_health_check(shop):
+    engine, found, url = shop
+    answers = [ask(url) for _ in range(9)]
+    assert Counter(a["task_id"] for a in answers) == Counter({t: 3 for t in targets(engine, found["target_group"])})
+    assert {a["capacity_provider"] for a in answers} == {"FARGATE", "FARGATE_SPOT"}
+    assert {a["availability_zone"] for a in answers} == {"us-east-1a", "us-east-1b"}
+    assert {a["launch_type"] for a in answers} == {"FARGATE"}
+
+    hung = engine.task_processes()[0]
+    os.kill(hung["Pid"], signal.SIGSTOP)  # its /health times out from now on
+    try:
+        wait_until(lambda: targets(engine, found["target_group"])[hung["TaskId"]]["State"] == "unhealthy",
+                   what="the hung task marked unhealthy")
+        answered = Counter(ask(url)["task_id"] for _ in range(8))
+        assert hung["TaskId"] not in answered and len(answered) == 2 and set(answered.values()) == {4}
+    finally:
+        os.kill(hung["Pid"], signal.SIGCONT)
+    wait_until(lambda: targets(engine, found["target_group"])[hung["TaskId"]]["State"] == "healthy",
+               what="the task healthy again")
+    assert hung["TaskId"] in {ask(url)["task_id"] for _ in range(3)}
+
+
+def test_secrets_from_ssm_reach_the_task_process_environment_but_no_log_line_of_the_engine(shop):
+    engine, found, url = shop
+    assert ask(url)["secrets"] == {"DATABASE_URL": True, "API_KEY": False}
+    task = engine.task_processes()[0]
+    environ = dict(item.split("=", 1) for item in
+                   Path(f"/proc/{task['Pid']}/environ").read_text().split("\0") if "=" in item)
+    assert environ["DATABASE_URL"] == SECRET_VALUE
+    assert environ["APP_ENV"] == "test" and environ["BIND_ADDRESS"] == "127.0.0.1"
+    assert environ["PORT"] == str(task["Port"])  # the engine's free port, not the template's 8080
+    leaked = [str(p) for p in engine.log_dir.rglob("*") if p.is_file()
+              and SECRET_VALUE.encode() in p.read_bytes()]
+    assert leaked == []
+    assert "DATABASE_URL" in (engine.log_dir / "task-processes.log").read_text()  # the name is
+
+
+def test_a_task_the_scheduler_stops_is_deregistered_then_gets_sigterm_and_its_process_is_gone(shop):
+    engine, found, url = shop
+    ecs = engine.client("ecs")
+    before = {t["TaskId"]: t for t in engine.task_processes()}
+    ecs.update_service(cluster="shop-test", service="shop", desiredCount=2)
+    running = ecs.list_tasks(cluster="shop-test", serviceName="shop")["taskArns"]
+    [stopped] = [before[i] for i in before if not any(arn.endswith(i) for arn in running)]
+    assert stopped["TaskId"] not in {ask(url)["task_id"] for _ in range(6)}  # draining at once
+    wait_until(lambda: gone(stopped["Pid"]), timeout=8, what="the stopped task's process gone")
+    log = (engine.log_dir / "task-processes.log").read_text()
+    line = next(line for line in log.splitlines() if f"task {stopped['TaskId']} stopped" in line)
+    assert "exit code 0" in line and "SIGKILL" not in log  # it exited on the SIGTERM, within the drain
+    assert stopped["TaskId"] not in targets(engine, found["target_group"])
+    ecs.update_service(cluster="shop-test", service="shop", desiredCount=3)
+    healthy(engine, found["target_group"], 3)
+
+
+def test_a_task_process_that_exits_stops_its_task_as_essential_container_exited_and_is_replaced(shop):
+    engine, found, url = shop
+    ecs = engine.client("ecs")
+    victim = engine.task_processes()[0]
+    os.kill(victim["Pid"], signal.SIGKILL)
+    stopped = wait_until(lambda: [t for t in ecs.describe_tasks(cluster="shop-test", tasks=[victim["TaskArn"]])["tasks"]
+                                  if t["lastStatus"] == "STOPPED"], what="the task STOPPED")
+    assert stopped[0]["stopCode"] == "EssentialContainerExited"
+    assert stopped[0]["containers"][0]["exitCode"] == 137  # SIGKILL, as Docker reports it
+    healthy(engine, found["target_group"], 3)
+    assert victim["TaskId"] not in {t["TaskId"] for t in engine.task_processes()}
+
+
+def test_stopping_the_engine_stops_every_task_process_and_a_killed_engine_leaves_none_behind():
+    for kill in (False, True):
+        engine = start_engine(f"task-processes-{'kill' if kill else 'stop'}")
+        try:
+            found = world(engine, desired=2)
+            healthy(engine, found["target_group"], 2)
+            pids = [t["Pid"] for t in engine.task_processes()]
+            assert len(pids) == 2 and not any(gone(p) for p in pids)
+            if kill:
+                engine.process.kill()
+                engine.process.wait()
+            else:
+                engine.stop()
+            wait_until(lambda: all(gone(p) for p in pids), timeout=10,
+                       what=f"no task process left after the engine was {'killed' if kill else 'stopped'}")
+        finally:
+            engine.stop()
