@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import time
+import urllib.error
 import urllib.request
 from collections import Counter
 from pathlib import Path
@@ -200,3 +201,104 @@ def test_stopping_the_engine_stops_every_task_process_and_a_killed_engine_leaves
                        what=f"no task process left after the engine was {'killed' if kill else 'stopped'}")
         finally:
             engine.stop()
+
+
+# --- the balancer on its own, with in-process targets (no engine) ---------------------------------
+
+class _Target:
+    """A loopback HTTP target: /health answers `health`, /slow takes 1 s, / names the target."""
+
+    def __init__(self, name: str, health: int = 200):
+        import threading
+        from harness.net import QuietHTTPServer, QuietHandler
+
+        target = self
+        self.name, self.health = name, health
+
+        class Handler(QuietHandler):
+            def do_GET(self):
+                if self.path == "/health":
+                    return self.send_bytes(target.health, b"")
+                if self.path == "/slow":
+                    time.sleep(1.0)
+                self.send_bytes(200, target.name.encode())
+
+        self.server = QuietHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def proxy_of_two(monkeypatch):
+    from harness.balancer import TargetGroupProxy
+
+    monkeypatch.setenv("LOCAL_ENGINE_HEALTH_INTERVAL", "0.05")
+    settings = {"path": "/health", "matcher": "200-399", "timeout": 5, "healthy": 2, "unhealthy": 3,
+                "deregistration_delay": 30}
+    targets = [_Target("a"), _Target("b")]
+    proxy = TargetGroupProxy("arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/t/1", settings)
+    for target in targets:
+        proxy.register(target.name, "127.0.0.1", target.port)
+    yield proxy, targets
+    proxy.close()
+    for target in targets:
+        target.close()
+
+
+def _get(url: str) -> tuple:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, ""
+
+
+def _states(proxy) -> list:
+    return sorted(t["State"] for t in proxy.describe())
+
+
+def test_a_draining_target_gets_no_new_request_and_its_in_flight_request_completes(proxy_of_two):
+    import threading
+
+    proxy, _ = proxy_of_two
+    wait_until(lambda: _states(proxy) == ["healthy", "healthy"], what="both targets healthy")
+    slow: list = []
+    in_flight = threading.Thread(target=lambda: slow.append(_get(proxy.url + "/slow")))
+    in_flight.start()
+    wait_until(lambda: any(t["InFlight"] for t in proxy.describe()), what="a request in flight")
+    busy = next(t["Id"] for t in proxy.describe() if t["InFlight"])
+    proxy.start_draining(busy)
+    drained: list = []
+    deregistering = threading.Thread(target=lambda: drained.append(proxy.deregister(busy)))
+    deregistering.start()
+    assert {_get(proxy.url + "/")[1] for _ in range(4)} == {"ab".replace(busy, "")}
+    in_flight.join()
+    deregistering.join()
+    assert slow == [(200, busy)]
+    assert 0.5 < drained[0] < 2.0  # until the in-flight request ended, not the 30 s delay
+    assert [t["Id"] for t in proxy.describe()] == ["ab".replace(busy, "")]
+
+
+def test_with_every_target_unhealthy_the_balancer_fails_open_and_with_none_healthy_yet_it_answers_503(proxy_of_two):
+    proxy, targets = proxy_of_two
+    for target in targets:
+        target.health = 503
+    wait_until(lambda: _states(proxy) == ["unhealthy", "unhealthy"], what="both targets unhealthy")
+    assert {_get(proxy.url + "/")[1] for _ in range(4)} == {"a", "b"}  # fail open
+    targets[0].health = 200
+    wait_until(lambda: _states(proxy) == ["healthy", "unhealthy"], what="one target healthy again")
+    assert {_get(proxy.url + "/")[1] for _ in range(4)} == {"a"}
+
+    from harness.balancer import TargetGroupProxy
+
+    os.environ["LOCAL_ENGINE_HEALTH_INTERVAL"] = "60"  # monkeypatched: restored after the test
+    fresh = TargetGroupProxy(proxy.arn, proxy.settings)
+    try:
+        fresh.register("c", "127.0.0.1", targets[0].port)  # a new target is `initial`, unchecked
+        assert _states(fresh) == ["initial"] and _get(fresh.url + "/") == (503, "")
+    finally:
+        fresh.close()
