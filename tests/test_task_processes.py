@@ -184,6 +184,23 @@ def test_a_task_process_that_exits_stops_its_task_as_essential_container_exited_
     assert victim["TaskId"] not in {t["TaskId"] for t in engine.task_processes()}
 
 
+def test_a_new_deployment_keeps_the_old_tasks_serving_until_the_new_ones_are_healthy(shop):
+    engine, found, url = shop
+    old = {t["TaskId"] for t in engine.task_processes()}
+    engine.client("ecs").update_service(cluster="shop-test", service="shop", forceNewDeployment=True)
+    statuses, answered = Counter(), set()
+    end = time.monotonic() + 15
+    while time.monotonic() < end:
+        status, body = _get(url + "/?format=json")
+        statuses[status] += 1
+        if status == 200:
+            answered.add(json.loads(body)["task_id"])
+        if answered and not answered & old and len(targets(engine, found["target_group"])) == 3:
+            break
+    assert statuses.keys() == {200}, (statuses, engine.balancers()["TargetGroups"][found["target_group"]]["Errors"])  # never a 503 while the new targets were initial
+    assert answered - old and not {t["TaskId"] for t in engine.task_processes()} & old
+
+
 def test_stopping_the_engine_stops_every_task_process_and_a_killed_engine_leaves_none_behind():
     for kill in (False, True):
         engine = start_engine(f"task-processes-{'kill' if kill else 'stop'}")

@@ -28,6 +28,7 @@ the loopback URL: `Balancers.urls()`, served by the engine's control API at `GET
 (`{dns name: url}`) and written to `<log dir>/balancers.json`; EngineProcess.balancer_url(dns)
 in harness/engine_process.py reads it.
 """
+import collections
 import http.client
 import json
 import os
@@ -59,12 +60,15 @@ class Target:
     def __init__(self, key: str, host: str, port: int, zone: str = ""):
         self.key, self.host, self.port, self.zone = key, host, port, zone
         self.state = "initial"   # initial | healthy | unhealthy | draining
-        self.passes = self.failures = self.in_flight = self.served = 0
+        self.passes = self.failures = self.in_flight = self.served = self.errors = 0
+        self.last_error = ""
+        self.ever_healthy = False
         self.idle = threading.Condition()
 
     def describe(self) -> dict:
         return {"Id": self.key, "Port": self.port, "State": self.state, "Zone": self.zone,
-                "InFlight": self.in_flight, "Served": self.served}
+                "InFlight": self.in_flight, "Served": self.served, "Errors": self.errors,
+                "LastError": self.last_error}
 
 
 class TargetGroupProxy:
@@ -73,6 +77,7 @@ class TargetGroupProxy:
     def __init__(self, arn: str, settings: dict, on_change=None):
         self.arn, self.settings, self.on_change = arn, settings, on_change
         self.targets: dict = {}
+        self.errors: collections.deque = collections.deque(maxlen=20)  # the last 502s, for diagnosis
         self.lock = threading.Lock()
         self.next = 0
         self.closed = threading.Event()
@@ -86,6 +91,18 @@ class TargetGroupProxy:
         with self.lock:
             self.targets[key] = Target(key, host, port, zone)
         self._changed()
+
+    def replacing(self, key: str) -> bool:
+        """Other targets have not passed their health checks yet (a deployment's new tasks
+        starting: `initial`, or `unhealthy` before they ever were healthy)."""
+        with self.lock:
+            return any(not t.ever_healthy and t.state != "draining" for k, t in self.targets.items() if k != key)
+
+    def wait_for_replacements(self, key: str, timeout: float) -> None:
+        """Until every other target passed its health checks once, at most `timeout` s."""
+        end = time.monotonic() + timeout
+        while self.replacing(key) and time.monotonic() < end and not self.closed.is_set():
+            time.sleep(0.05)
 
     def start_draining(self, key: str) -> None:
         with self.lock:
@@ -168,7 +185,7 @@ class TargetGroupProxy:
                     if ok:
                         target.passes, target.failures = target.passes + 1, 0
                         if target.passes >= self.settings["healthy"]:
-                            target.state = "healthy"
+                            target.state, target.ever_healthy = "healthy", True
                     else:
                         target.passes, target.failures = 0, target.failures + 1
                         if target.failures >= self.settings["unhealthy"]:
@@ -198,7 +215,10 @@ def _proxy_handler(group: TargetGroupProxy):
                 payload = response.read()
                 answer = {k: v for k, v in response.getheaders() if k.lower() not in HOP_BY_HOP}
                 connection.close()
-            except OSError:
+            except OSError as error:
+                target.errors += 1
+                target.last_error = f"{type(error).__name__}: {error} (target state {target.state})"
+                group.errors.append(f"{target.key}: {target.last_error}")
                 return self.send_bytes(502, b"502 Bad Gateway\n", {"Content-Type": "text/plain"})
             finally:
                 group.done(target)
@@ -269,7 +289,8 @@ class Balancers:
 
     def describe(self) -> dict:
         with self.lock:
-            return {arn: {"Url": g.url, "Targets": g.describe()} for arn, g in self.groups.items()}
+            return {arn: {"Url": g.url, "Targets": g.describe(), "Errors": list(g.errors)}
+                    for arn, g in self.groups.items()}
 
     def write(self) -> None:
         try:

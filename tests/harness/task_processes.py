@@ -18,7 +18,9 @@ deleted), `stopped` deregisters it, then stops the process. AWS behaviour reprod
     secrets or registry auth: ..." (Stopped tasks error codes).
   * "Amazon ECS task lifecycle" / StopTask: a service task is first deregistered from its target
     groups and drains (ELB "Deregistration delay"), then its containers get SIGTERM, and SIGKILL
-    after the container's stopTimeout (Fargate default 30 s, at most 120 s).
+    after the container's stopTimeout (Fargate default 30 s, at most 120 s). A deployment's old
+    task is deregistered only once the new tasks in its target groups passed their health checks
+    ("Deploy Amazon ECS services by replacing tasks": rolling update).
 
 Local differences: PORT is a free loopback port and BIND_ADDRESS 127.0.0.1 (awsvpc gives each
 task its own address; here they share loopback), so the template's PORT is overridden; the
@@ -53,6 +55,10 @@ runner: Optional["TaskProcesses"] = None
 
 _LIBC = ctypes.CDLL(None, use_errno=True)
 PR_SET_PDEATHSIG = 1
+# ECS deregisters a deployment's old tasks once its new ones pass the target group's health checks
+# (rolling update, minimumHealthyPercent 100); the scheduler here stops the old tasks at once, so
+# their targets keep serving until the new targets are healthy, for at most this long.
+REPLACEMENT_WAIT = 10.0
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
@@ -196,7 +202,8 @@ class TaskProcesses:
                 return
             record.stopping = True
         for group in record.targets:
-            group.start_draining(task.id)  # no new request from now on
+            if not group.replacing(task.id):
+                group.start_draining(task.id)  # no new request from now on
         meta = self.metadata.get(task.id)
         if meta:
             meta["task"]["DesiredStatus"] = "STOPPED"
@@ -205,6 +212,8 @@ class TaskProcesses:
         thread.start()
 
     def _stop(self, record: TaskProcess, reason: str) -> None:
+        for group in record.targets:
+            group.wait_for_replacements(record.task_id, REPLACEMENT_WAIT)
         drained = sum(group.deregister(record.task_id) for group in record.targets)
         process = record.process
         if process.poll() is None:
