@@ -154,6 +154,29 @@ def test_secrets_from_ssm_reach_the_task_process_environment_but_no_log_line_of_
     assert "DATABASE_URL" in (engine.log_dir / "task-processes.log").read_text()  # the name is
 
 
+def test_the_task_metadata_endpoint_v4_serves_the_container_and_the_task_as_fargate_and_describe_tasks_agree(shop):
+    engine, found, url = shop
+    task = engine.task_processes()[0]
+    environ = dict(item.split("=", 1) for item in
+                   Path(f"/proc/{task['Pid']}/environ").read_text().split("\0") if "=" in item)
+    uri = environ["ECS_CONTAINER_METADATA_URI_V4"]
+    with urllib.request.urlopen(uri, timeout=5) as response:
+        container = json.loads(response.read())
+    with urllib.request.urlopen(uri + "/task", timeout=5) as response:
+        metadata = json.loads(response.read())
+    [described] = engine.client("ecs").describe_tasks(cluster="shop-test", tasks=[task["TaskArn"]])["tasks"]
+    assert container["Name"] == "shop" and container["Image"] == "public.ecr.aws/docker/library/shop:v1"
+    assert container["ImageID"].startswith("sha256:") and container["DockerId"].startswith(task["TaskId"])
+    assert container["Labels"]["com.amazonaws.ecs.task-arn"] == task["TaskArn"]
+    assert metadata["TaskARN"] == described["taskArn"] and metadata["Cluster"] == described["clusterArn"]
+    assert (metadata["Family"], metadata["Revision"]) == ("shop-test", "1")
+    assert metadata["AvailabilityZone"] == described["availabilityZone"]
+    assert (metadata["LaunchType"], metadata["KnownStatus"], metadata["DesiredStatus"]) == ("FARGATE", "RUNNING", "RUNNING")
+    assert [c["Name"] for c in metadata["Containers"]] == ["shop"]
+    assert "CapacityProviderName" not in metadata  # Fargate's has none: DescribeTasks does
+    assert described["capacityProviderName"] == task["CapacityProvider"] in ("FARGATE", "FARGATE_SPOT")
+
+
 def test_a_task_the_scheduler_stops_is_deregistered_then_gets_sigterm_and_its_process_is_gone(shop):
     engine, found, url = shop
     ecs = engine.client("ecs")
