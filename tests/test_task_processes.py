@@ -78,7 +78,7 @@ def targets(engine, target_group: str) -> dict:
     return {t["Id"]: t for t in engine.balancers()["TargetGroups"].get(target_group, {}).get("Targets", [])}
 
 
-def wait_until(condition, timeout: float = 15.0, what: str = "condition"):
+def wait_until(condition, timeout: float = 30.0, what: str = "condition"):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         found = condition()
@@ -188,7 +188,8 @@ def test_a_task_the_scheduler_stops_is_deregistered_then_gets_sigterm_and_its_pr
     wait_until(lambda: gone(stopped["Pid"]), timeout=8, what="the stopped task's process gone")
     log = (engine.log_dir / "task-processes.log").read_text()
     line = next(line for line in log.splitlines() if f"task {stopped['TaskId']} stopped" in line)
-    assert "exit code 0" in line and "SIGKILL" not in log  # it exited on the SIGTERM, within the drain
+    assert "exit code 0" in line  # it exited on the SIGTERM, before the stop timeout's SIGKILL
+    assert f"task {stopped['TaskId']}: no exit" not in log
     assert stopped["TaskId"] not in targets(engine, found["target_group"])
     ecs.update_service(cluster="shop-test", service="shop", desiredCount=3)
     healthy(engine, found["target_group"], 3)
@@ -212,7 +213,7 @@ def test_a_new_deployment_keeps_the_old_tasks_serving_until_the_new_ones_are_hea
     old = {t["TaskId"] for t in engine.task_processes()}
     engine.client("ecs").update_service(cluster="shop-test", service="shop", forceNewDeployment=True)
     statuses, answered = Counter(), set()
-    end = time.monotonic() + 15
+    end = time.monotonic() + 30
     while time.monotonic() < end:
         status, body = _get(url + "/?format=json")
         statuses[status] += 1
