@@ -20,6 +20,8 @@ from harness.engine_process import APP_BINARY, EngineProcess
 
 SECRET_NAME = "/shop/test/DATABASE_URL"
 SECRET_VALUE = "postgres://app:s3cr3t-7f2c@db.internal/shop"
+API_KEY_NAME = "shop-test-api-key"  # a flat name, given to the container by its ARN
+API_KEY_VALUE = "ak-91c3e0d2"
 
 
 def app_binary() -> Path:
@@ -57,14 +59,17 @@ def world(engine: EngineProcess, desired: int = 3) -> dict:
     engine.client("iam").create_service_linked_role(AWSServiceName="ecs.amazonaws.com")
     ecs.create_cluster(clusterName="shop-test", capacityProviders=["FARGATE", "FARGATE_SPOT"])
     engine.client("ssm").put_parameter(Name=SECRET_NAME, Type="SecureString", Value=SECRET_VALUE)
+    engine.client("ssm").put_parameter(Name=API_KEY_NAME, Type="SecureString", Value=API_KEY_VALUE)
+    api_key_arn = f"arn:aws:ssm:us-east-1:123456789012:parameter/{API_KEY_NAME}"
     ecs.register_task_definition(
         family="shop-test", networkMode="awsvpc", requiresCompatibilities=["FARGATE"], cpu="256", memory="512",
         containerDefinitions=[{
             "name": "shop", "image": "public.ecr.aws/docker/library/shop:v1", "essential": True,
             "portMappings": [{"containerPort": 8080, "protocol": "tcp"}], "stopTimeout": 30,
             "environment": [{"name": "APP_ENV", "value": "test"}, {"name": "PORT", "value": "8080"},
-                            {"name": "EXPECTED_SECRETS", "value": "DATABASE_URL,API_KEY"}],
-            "secrets": [{"name": "DATABASE_URL", "valueFrom": SECRET_NAME}]}])
+                            {"name": "EXPECTED_SECRETS", "value": "DATABASE_URL,API_KEY,NOT_GIVEN"}],
+            "secrets": [{"name": "DATABASE_URL", "valueFrom": SECRET_NAME},
+                        {"name": "API_KEY", "valueFrom": api_key_arn}]}])
     ecs.create_service(
         cluster="shop-test", serviceName="shop", taskDefinition="shop-test", desiredCount=desired,
         capacityProviderStrategy=[{"capacityProvider": "FARGATE", "weight": 1},
@@ -141,15 +146,15 @@ def test_the_load_balancer_spreads_requests_over_healthy_tasks_and_skips_one_fai
 
 def test_secrets_from_ssm_reach_the_task_process_environment_but_no_log_line_of_the_engine(shop):
     engine, found, url = shop
-    assert ask(url)["secrets"] == {"DATABASE_URL": True, "API_KEY": False}
+    assert ask(url)["secrets"] == {"DATABASE_URL": True, "API_KEY": True, "NOT_GIVEN": False}
     task = engine.task_processes()[0]
     environ = dict(item.split("=", 1) for item in
                    Path(f"/proc/{task['Pid']}/environ").read_text().split("\0") if "=" in item)
-    assert environ["DATABASE_URL"] == SECRET_VALUE
+    assert (environ["DATABASE_URL"], environ["API_KEY"]) == (SECRET_VALUE, API_KEY_VALUE)
     assert environ["APP_ENV"] == "test" and environ["BIND_ADDRESS"] == "127.0.0.1"
     assert environ["PORT"] == str(task["Port"])  # the engine's free port, not the template's 8080
     leaked = [str(p) for p in engine.log_dir.rglob("*") if p.is_file()
-              and SECRET_VALUE.encode() in p.read_bytes()]
+              and any(v.encode() in p.read_bytes() for v in (SECRET_VALUE, API_KEY_VALUE))]
     assert leaked == []
     assert "DATABASE_URL" in (engine.log_dir / "task-processes.log").read_text()  # the name is
 
@@ -185,7 +190,7 @@ def test_a_task_the_scheduler_stops_is_deregistered_then_gets_sigterm_and_its_pr
     running = ecs.list_tasks(cluster="shop-test", serviceName="shop")["taskArns"]
     [stopped] = [before[i] for i in before if not any(arn.endswith(i) for arn in running)]
     assert stopped["TaskId"] not in {ask(url)["task_id"] for _ in range(6)}  # draining at once
-    wait_until(lambda: gone(stopped["Pid"]), timeout=8, what="the stopped task's process gone")
+    wait_until(lambda: gone(stopped["Pid"]), timeout=15, what="the stopped task's process gone")
     log = (engine.log_dir / "task-processes.log").read_text()
     line = next(line for line in log.splitlines() if f"task {stopped['TaskId']} stopped" in line)
     assert "exit code 0" in line  # it exited on the SIGTERM, before the stop timeout's SIGKILL
@@ -223,6 +228,30 @@ def test_a_new_deployment_keeps_the_old_tasks_serving_until_the_new_ones_are_hea
             break
     assert statuses.keys() == {200}, (statuses, engine.balancers()["TargetGroups"][found["target_group"]]["Errors"])  # never a 503 while the new targets were initial
     assert answered - old and not {t["TaskId"] for t in engine.task_processes()} & old
+
+
+def test_a_task_whose_secret_parameter_is_missing_fails_to_start_naming_it_and_runs_no_process(shop):
+    engine, found, url = shop
+    ecs = engine.client("ecs")
+    described = ecs.describe_task_definition(taskDefinition="shop-test")["taskDefinition"]
+    [container] = described["containerDefinitions"]
+    container["secrets"] = [{"name": "DATABASE_URL", "valueFrom": "/shop/test/NOT_THERE"}]
+    ecs.register_task_definition(family="shop-missing", networkMode="awsvpc", requiresCompatibilities=["FARGATE"],
+                                 cpu="256", memory="512", containerDefinitions=[container])
+    network = ecs.describe_services(cluster="shop-test", services=["shop"])["services"][0]["networkConfiguration"]
+    before = {t["TaskId"] for t in engine.task_processes()}
+    ecs.create_service(cluster="shop-test", serviceName="missing", taskDefinition="shop-missing", desiredCount=1,
+                       capacityProviderStrategy=[{"capacityProvider": "FARGATE", "weight": 1}],
+                       networkConfiguration=network)
+    try:
+        arns = ecs.list_tasks(cluster="shop-test", serviceName="missing", desiredStatus="STOPPED")["taskArns"]
+        [task] = ecs.describe_tasks(cluster="shop-test", tasks=arns[:1])["tasks"]
+        assert task["stopCode"] == "TaskFailedToStart"
+        assert task["stoppedReason"].startswith("ResourceInitializationError: unable to pull secrets or registry auth")
+        assert "/shop/test/NOT_THERE" in task["stoppedReason"]
+        assert {t["TaskId"] for t in engine.task_processes()} == before
+    finally:
+        ecs.delete_service(cluster="shop-test", service="missing", force=True)
 
 
 def test_stopping_the_engine_stops_every_task_process_and_a_killed_engine_leaves_none_behind():

@@ -280,7 +280,7 @@ class Balancers:
         for account, regions in list(elbv2_backends.items()):
             for region, backend in list(regions.items()):
                 for lb in list(backend.load_balancers.values()):
-                    for listener in sorted(lb.listeners.values(), key=lambda l: l.protocol != "HTTP"):
+                    for listener in sorted(lb.listeners.values(), key=lambda item: item.protocol != "HTTP"):
                         arns = [a for action in listener.default_actions for a in _forwarded(action)]
                         proxy = self.group(account, region, arns[0]) if arns else None
                         if proxy and lb.dns_name not in found:

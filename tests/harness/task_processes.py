@@ -315,15 +315,23 @@ def resolve_secrets(container: dict, account: str, region: str) -> tuple:
     values, missing = {}, []
     for secret in container.get("secrets") or []:
         source = secret.get("valueFrom") or ""
+        names, backend = [source], ssm_backends[account][region]
         if source.startswith("arn:"):
-            arn_region, arn_account = source.split(":")[3], source.split(":")[4]
-            name = "/" + source.split(":parameter/", 1)[-1].lstrip("/")
+            _, _, _, arn_region, arn_account, resource = source.split(":", 5)
             backend = ssm_backends[arn_account or account][arn_region or region]
-        else:
-            name, backend = source, ssm_backends[account][region]
-        parameter = backend.get_parameter(name) if name else None
+            # parameter/shop/dev/X names /shop/dev/X; parameter/X names X (or /X)
+            rest = resource.split("parameter/", 1)[-1]
+            names = ["/" + rest, rest] if "/" in rest else [rest, "/" + rest]
+        parameter = None
+        for name in names:
+            try:
+                parameter = backend.get_parameter(name) if name else None
+            except Exception:  # noqa: BLE001 - a version or label that does not exist
+                parameter = None
+            if parameter is not None:
+                break
         if parameter is None:
-            missing.append(name)
+            missing.append(source)
         else:
             values[secret["name"]] = parameter.decrypt(parameter.value)
     if missing:
