@@ -1,6 +1,6 @@
 """ECS service tasks as processes of the sample app behind a loopback Application Load Balancer
 (harness/task_processes.py, harness/balancer.py) on a local engine that opts in: the balancer
-routes round robin over healthy tasks only, a stopped task drains and gets SIGTERM, secrets from
+routes round robin over healthy tasks only (ECS replaces a task failing its health checks), a stopped task drains and gets SIGTERM, secrets from
 SSM reach the process but no log line, and no task process outlives its engine.
 
 Needs the sample app's debug binary (make binaries; ECS_APP_BINARY overrides the path)."""
@@ -122,7 +122,7 @@ def shop():
         engine.stop()
 
 
-def test_the_load_balancer_spreads_requests_over_healthy_tasks_and_skips_one_failing_its_health_check(shop):
+def test_the_load_balancer_spreads_requests_over_healthy_tasks_skips_one_failing_its_health_check_and_ecs_replaces_it(shop):
     engine, found, url = shop
     answers = [ask(url) for _ in range(9)]
     assert Counter(a["task_id"] for a in answers) == Counter({t: 3 for t in targets(engine, found["target_group"])})
@@ -133,15 +133,24 @@ def test_the_load_balancer_spreads_requests_over_healthy_tasks_and_skips_one_fai
     hung = engine.task_processes()[0]
     os.kill(hung["Pid"], signal.SIGSTOP)  # its /health times out from now on
     try:
-        wait_until(lambda: targets(engine, found["target_group"])[hung["TaskId"]]["State"] == "unhealthy",
-                   what="the hung task marked unhealthy")
+        wait_until(lambda: targets(engine, found["target_group"]).get(hung["TaskId"], {}).get("State")
+                   in ("unhealthy", "draining", None), what="the hung task out of rotation")
         answered = Counter(ask(url)["task_id"] for _ in range(8))
         assert hung["TaskId"] not in answered and len(answered) == 2 and set(answered.values()) == {4}
+        ecs = engine.client("ecs")
+        [task] = ecs.describe_tasks(cluster="shop-test", tasks=[hung["TaskArn"]])["tasks"]
+        assert task["lastStatus"] == "STOPPED" and task["stopCode"] == "ServiceSchedulerInitiated"
+        assert task["stoppedReason"] == f"Task failed ELB health checks in (target-group {found['target_group']})"
+        events = [e["message"] for e in ecs.describe_services(cluster="shop-test", services=["shop"])["services"][0]["events"]]
+        assert any(f"(task {hung['TaskId']}) is unhealthy in (target-group" in e for e in events)
     finally:
-        os.kill(hung["Pid"], signal.SIGCONT)
-    wait_until(lambda: targets(engine, found["target_group"])[hung["TaskId"]]["State"] == "healthy",
-               what="the task healthy again")
-    assert hung["TaskId"] in {ask(url)["task_id"] for _ in range(3)}
+        try:
+            os.kill(hung["Pid"], signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+    healthy(engine, found["target_group"], 3)
+    wait_until(lambda: hung["TaskId"] not in targets(engine, found["target_group"]), what="the hung task deregistered")
+    wait_until(lambda: gone(hung["Pid"]), what="the hung task's process gone (SIGKILL after the stop timeout)")
 
 
 def test_secrets_from_ssm_reach_the_task_process_environment_but_no_log_line_of_the_engine(shop):

@@ -74,8 +74,8 @@ class Target:
 class TargetGroupProxy:
     """One target group: its targets, their health and a loopback HTTP server routing to them."""
 
-    def __init__(self, arn: str, settings: dict, on_change=None):
-        self.arn, self.settings, self.on_change = arn, settings, on_change
+    def __init__(self, arn: str, settings: dict, on_change=None, on_unhealthy=None):
+        self.arn, self.settings, self.on_change, self.on_unhealthy = arn, settings, on_change, on_unhealthy
         self.targets: dict = {}
         self.errors: collections.deque = collections.deque(maxlen=20)  # the last 502s, for diagnosis
         self.lock = threading.Lock()
@@ -190,6 +190,9 @@ class TargetGroupProxy:
                         target.passes, target.failures = 0, target.failures + 1
                         if target.failures >= self.settings["unhealthy"]:
                             target.state = "unhealthy"
+                    failing = target.state == "unhealthy"
+                if failing and self.on_unhealthy:
+                    self.on_unhealthy(self.arn, target.key)  # ECS may replace the task
 
     def close(self) -> None:
         self.closed.set()
@@ -256,8 +259,9 @@ class Balancers:
     """Every target group proxy of the engine, created when a target first registers or a load
     balancer forwarding to it is looked up."""
 
-    def __init__(self, log_dir: Path):
+    def __init__(self, log_dir: Path, on_unhealthy=None):
         self.log_dir = Path(log_dir)
+        self.on_unhealthy = on_unhealthy
         self.groups: dict = {}
         self.lock = threading.RLock()
 
@@ -269,7 +273,8 @@ class Balancers:
                 found = elbv2_backends[account][region].target_groups.get(arn)
                 if found is None:
                     return None
-                self.groups[arn] = TargetGroupProxy(arn, _settings(found), on_change=self.write)
+                self.groups[arn] = TargetGroupProxy(arn, _settings(found), on_change=self.write,
+                                                    on_unhealthy=self.on_unhealthy)
             return self.groups[arn]
 
     def urls(self) -> dict:

@@ -30,7 +30,8 @@ drains and exits in the background; the AWS credentials are the engine's test ke
 role), the endpoint is moto's. Engine only: when the container sets no EXPECTED_SECRETS, it gets
 the names of its `secrets` (the sample app reports those present or absent). Only the essential
 container runs (the first one, or the one its load balancer names); a process that exits on its
-own stops its task with EssentialContainerExited and the service replaces it.
+own stops its task with EssentialContainerExited, and a task whose target fails its health checks
+past the grace period is stopped as ECS stops it; the service replaces either.
 Processes never outlive the engine: each is in its own session with PR_SET_PDEATHSIG SIGKILL
 (forked from one long-lived thread, since the signal follows the forking thread) and `shutdown`
 stops them all. Secret values never reach a log line: the engine logs env var names only.
@@ -109,6 +110,8 @@ class TaskProcess:
         self.container, self.port, self.process = container, port, process
         self.log_path, self.targets, self.stop_timeout = log_path, targets, stop_timeout
         self.stopping = False
+        self.started = time.monotonic()
+        self.service_arn = getattr(task, "_engine_service_arn", None)
 
     def describe(self) -> dict:
         return {"TaskId": self.task_id, "TaskArn": self.task_arn, "Pid": self.process.pid, "Port": self.port,
@@ -128,7 +131,7 @@ class TaskProcesses:
         self.metadata: dict = {}     # task id -> {"container": {...}, "task": {...}}
         self.lock = threading.RLock()
         self.spawner = _Spawner()
-        self.balancers = Balancers(Path(log_dir))
+        self.balancers = Balancers(Path(log_dir), on_unhealthy=self.unhealthy)
         self.metadata_server = QuietHTTPServer(("127.0.0.1", 0), _metadata_handler(self))
         self.metadata_url = f"http://127.0.0.1:{self.metadata_server.server_address[1]}"
         self.log = open(Path(log_dir) / "task-processes.log", "a", buffering=1)
@@ -261,6 +264,36 @@ class TaskProcesses:
                 for service in backend.services.values():
                     if service.arn == getattr(task, "_engine_service_arn", None) and service.status == "ACTIVE":
                         scheduler.schedule(backend, service)
+
+    def unhealthy(self, target_group_arn: str, task_id: str) -> None:
+        """A target failing its health checks: past the service's health check grace period
+        (capped at LOCAL_ENGINE_HEALTH_CHECK_GRACE, default 3 s), ECS stops the task and the
+        service starts another ("Health check grace period"; the task's stoppedReason reads
+        "Task failed ELB health checks in (target-group <arn>)")."""
+        from moto.ecs.models import ecs_backends
+
+        from . import engine_ecs_scheduler as scheduler
+
+        with self.lock:
+            record = self.running.get(task_id)
+            if record is None or record.stopping:
+                return
+        task = record.task
+        backend = ecs_backends[task._account_id][task.region_name]
+        with scheduler.lock:
+            service = next((s for s in backend.services.values()
+                            if s.arn == record.service_arn and s.status == "ACTIVE"), None)
+            if service is None or task.desired_status == "STOPPED":
+                return
+            grace = min(float(getattr(service, "health_check_grace_period_seconds", None) or 0),
+                        float(os.environ.get("LOCAL_ENGINE_HEALTH_CHECK_GRACE") or 3))
+            if time.monotonic() - record.started < grace:
+                return
+            self.note(f"task {task_id}: unhealthy in {target_group_arn}: stopped, the service replaces it")
+            scheduler._event(service, f"(service {service.name}) (task {task_id}) is unhealthy in (target-group "
+                                      f"{target_group_arn}) due to (reason Health checks failed).")
+            scheduler.stop_task(task, f"Task failed ELB health checks in (target-group {target_group_arn})")
+            scheduler.schedule(backend, service)
 
     def describe(self) -> list:
         with self.lock:
