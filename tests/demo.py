@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 from conftest import ROOT, TARGET  # noqa: E402
-from harness.engine_process import EngineProcess, zip_binary  # noqa: E402
+from harness.engine_process import APP_BINARY, EngineProcess, zip_binary  # noqa: E402
 from harness.images import push_image  # noqa: E402
 from harness.inventory import inventory  # noqa: E402
 import stackctl  # noqa: E402
@@ -99,6 +99,49 @@ def spot_fallback(engine, make) -> None:
     make("tasks", "ENV=dev")
 
 
+def wait_for_healthy_targets(engine, count: int, timeout: float = 30) -> None:
+    """Until the load balancer has `count` healthy targets and nothing else registered."""
+    end = time.monotonic() + timeout
+    states: list = []
+    while time.monotonic() < end:
+        groups = engine.balancers()["TargetGroups"].values()
+        states = [t["State"] for group in groups for t in group["Targets"]]
+        if states.count("healthy") == count == len(states):
+            return
+        time.sleep(0.2)
+    raise StepFailed(f"the load balancer did not get {count} healthy targets within {timeout:.0f} s: {states}")
+
+
+def balancer_answers(engine, requests: int = 8) -> list:
+    """GET the stack's LoadBalancerUrl `requests` times (its DNS name resolved to the engine's
+    loopback balancer); print and return who answered. Fails unless ≥ 2 tasks answered and each
+    reported the secret present."""
+    import urllib.request
+
+    stack = engine.client("cloudformation").describe_stacks(StackName="shop-dev")["Stacks"][0]
+    dns = next(o["OutputValue"] for o in stack["Outputs"] if o["OutputKey"] == "LoadBalancerUrl")
+    wait_for_healthy_targets(engine, sum(tasks_per_provider(engine).values()))
+    url = engine.balancer_url(dns)
+    print(f"{requests} requests to {dns} (served locally on {url}):")
+    answers = []
+    for _ in range(requests):
+        with urllib.request.urlopen(url + "/?format=json", timeout=10) as response:
+            answer = json.loads(response.read())
+        answers.append(answer)
+        secrets = ", ".join(f"{name} {'present' if there else 'ABSENT'}" for name, there in sorted(answer["secrets"].items()))
+        print(f"  task {answer['task_id'][:8]}  {answer['availability_zone']}  {answer['capacity_provider']:<12}  "
+              f"image tag {answer['image_tag']}  secrets: {secrets or 'none expected'}")
+    mix: dict = {}
+    for answer in answers:
+        mix.setdefault(answer["capacity_provider"], set()).add(answer["task_id"])
+    print("  tasks that answered, per capacity provider: " + ", ".join(f"{p} {len(t)}" for p, t in sorted(mix.items())))
+    if len({a["task_id"] for a in answers}) < 2:
+        raise StepFailed("fewer than 2 tasks answered through the load balancer")
+    if not all(a["secrets"].get(SECRET.rsplit("/", 1)[-1]) for a in answers):
+        raise StepFailed(f"a task reported the secret {SECRET.rsplit('/', 1)[-1]} absent")
+    return answers
+
+
 def debug_zips() -> Path:
     """Lambda zips of the debug binaries (make demo): the build make test shares."""
     folder = TARGET / "demo-lambda"
@@ -119,7 +162,11 @@ def main() -> int:
     if missing:
         print(f"no provider zips for {missing} in {lambda_dir}: run make build (make demo-release does)", file=sys.stderr)
         return 2
-    engine = EngineProcess(LOGS, function_env=FUNCTION_ENV, custom_resource_timeout=600)
+    if not os.access(APP_BINARY, os.X_OK):
+        print(f"no sample app binary at {APP_BINARY}: run make binaries", file=sys.stderr)
+        return 2
+    # Every task runs as a process of the sample app behind a loopback load balancer.
+    engine = EngineProcess(LOGS, function_env=FUNCTION_ENV, custom_resource_timeout=600, task_binary=APP_BINARY)
     started = time.monotonic()
     deployed = False
 
@@ -151,8 +198,9 @@ def main() -> int:
         print("shop-dev:v1 pushed")
         make("deploy", "ENV=dev", f"SET={SET} ImageTag=v1")
 
-        banner(5, "make tasks ENV=dev: each task with its capacity provider")
+        banner(5, "make tasks ENV=dev: each task with its capacity provider; the load balancer answers")
         make("tasks", "ENV=dev")
+        balancer_answers(engine)
 
         banner(6, "console-style update: FARGATE_SPOT weight 3 -> 1, every other parameter kept")
         sent_before = len(engine.requests())
@@ -169,8 +217,9 @@ def main() -> int:
             raise StepFailed("expected the preflight check, then exactly one Update, to the service resource")
         print("  (none to Custom::Network or Custom::ServiceScaling: their properties did not change)")
 
-        banner(7, "make tasks ENV=dev: tasks replaced by the new mix")
+        banner(7, "make tasks ENV=dev: tasks replaced by the new mix; the load balancer answers from them")
         make("tasks", "ENV=dev")
+        balancer_answers(engine)
 
         banner(8, "a deploy of a tag never pushed fails fast, naming it; the running service is untouched")
         sent_before, failed_at = len(engine.requests()), time.monotonic()

@@ -6,6 +6,9 @@ Serves AWS on a free loopback port (all services moto has; CloudFormation orches
 harness.engine; ECS services scheduled by harness.engine_ecs; AWS rules moto lacks from
 harness.aws_rules), writes the endpoints to the state file once ready, and runs until
 SIGTERM/SIGINT, then stops every Lambda process it started.
+With LOCAL_ENGINE_TASK_BINARY=<path of the app> in its environment, every ECS service task runs
+as a process of that binary behind a loopback load balancer (harness/task_processes.py,
+harness/balancer.py; `GET <control>/balancers` maps load balancer DNS names to URLs).
 Point any AWS client at it with AWS_ENDPOINT_URL=<moto endpoint> (see `make demo`).
 """
 import argparse
@@ -41,7 +44,7 @@ def main() -> int:
 
     from moto.server import ThreadedMotoServer
 
-    from harness import aws_rules, engine_ecs
+    from harness import aws_rules, engine_ecs, task_processes
     from harness.engine import Engine
 
     aws_rules.install()
@@ -55,6 +58,9 @@ def main() -> int:
     function_env = dict(item.split("=", 1) for item in args.function_env)
     engine = Engine(args.log_dir, api_wait=args.api_wait, custom_resource_timeout=args.custom_resource_timeout,
                     function_env=function_env).start(moto_url)
+    if os.environ.get("LOCAL_ENGINE_TASK_BINARY"):
+        task_processes.runner = task_processes.TaskProcesses(
+            Path(os.environ["LOCAL_ENGINE_TASK_BINARY"]), args.log_dir, moto_url).start()
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -66,6 +72,8 @@ def main() -> int:
     temporary.replace(args.state_file)
     print(f"local engine: AWS on {moto_url}, custom-resource responses on {engine.control_url}", flush=True)
     stop.wait()
+    if task_processes.runner:
+        task_processes.runner.shutdown()
     engine.stop()
     server.stop()
     args.state_file.unlink(missing_ok=True)

@@ -2,12 +2,14 @@
 tasks placed per capacity provider by base and weight, launched as Fargate launches them (a subnet
 in a zone with Fargate and, for FARGATE_SPOT, Spot capacity; the image pulled), stopped with their
 ENIs, replaced by a new deployment, failed up to the circuit breaker; and the ECS events it sends
-to EventBridge (harness/engine_events.py). Every entry point holds `lock`."""
+to EventBridge (harness/engine_events.py). With LOCAL_ENGINE_TASK_BINARY set, each launched task
+also runs as a process behind its load balancer (harness/task_processes.py). Every entry point
+holds `lock`."""
 import math
 import re
 import threading
 
-from . import aws_rules, engine_events
+from . import aws_rules, engine_events, task_processes
 
 FARGATE_PROVIDERS = ("FARGATE", "FARGATE_SPOT")
 lock = threading.RLock()
@@ -275,6 +277,10 @@ def _launch(backend, cluster, service, task_definition, provider, deployment_id,
                 container.exitCode = exit_code
         stop_task(task, reason, code=code)
         return task, reason
+    failure = task_processes.launched(task, service, task_definition)  # the process, if opted in
+    if failure:
+        stop_task(task, failure, code="TaskFailedToStart")
+        return task, failure
     return task, None
 
 
@@ -299,6 +305,7 @@ def stop_task(task, reason: str, code: str = "ServiceSchedulerInitiated") -> Non
         task._engine_eni_id = None
     if getattr(task, "_engine_service_arn", None):
         _task_stopped_event(task)
+    task_processes.stopped(task)  # drains and stops its process, if it has one
 
 
 def _task_stopped_event(task) -> None:

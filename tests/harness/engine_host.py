@@ -2,7 +2,8 @@
 (the protocol in harness/protocol.py) and their answers on a loopback ResponseURL; moto's Lambda
 functions run for real (harness/lambda_service.py) with their role's credentials; moto's Invoke
 API routed to them; the control server tests and the demo talk to (answers, requests, AWS calls,
-EventBridge deliveries, time passing for schedules, Spot reclaims)."""
+EventBridge deliveries, time passing for schedules, Spot reclaims, and with task processes the
+load balancers' loopback URLs, `GET /balancers`, and the task processes, `GET /tasks`)."""
 import hashlib
 import io
 import json
@@ -17,7 +18,7 @@ from typing import Optional
 
 from moto.awslambda.utils import get_backend as lambda_backend
 
-from . import engine_ecs, engine_events, engine_iam, protocol
+from . import engine_ecs, engine_events, engine_iam, protocol, task_processes
 from .lambda_service import LocalLambda
 from .moto import ACCOUNT as DEFAULT_ACCOUNT, REGION as DEFAULT_REGION
 from .net import QuietHandler
@@ -192,6 +193,14 @@ class FunctionHost:
                 if self.path == "/responses":
                     with engine.lock:
                         return self._send(200, list(engine.responses))
+                if self.path in ("/balancers", "/tasks"):
+                    runner = task_processes.runner
+                    if runner is None:
+                        return self._send(404, {"error": "the engine runs no task processes (LOCAL_ENGINE_TASK_BINARY unset)"})
+                    if self.path == "/tasks":
+                        return self._send(200, runner.describe())
+                    return self._send(200, {"LoadBalancers": runner.balancers.urls(),
+                                            "TargetGroups": runner.balancers.describe()})
                 if self.path == "/health":
                     return self._send(200, {"moto": engine.moto_url, "functions": len(engine.functions)})
                 self._send(404, {"error": "unknown path"})

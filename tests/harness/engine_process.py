@@ -13,16 +13,22 @@ from typing import Optional
 from .moto import CREDENTIALS, REGION, KnobsFile
 
 ENGINE = Path(__file__).resolve().parent.parent / "local_engine.py"
+# The sample app `make binaries` builds ($CARGO_TARGET_DIR/debug/app, as conftest.binary finds
+# binaries): what an engine with task processes runs for each task. ECS_APP_BINARY overrides it.
+_TARGET = Path(os.environ.get("CARGO_TARGET_DIR") or ENGINE.parent.parent / "target")
+APP_BINARY = Path(os.environ.get("ECS_APP_BINARY") or (_TARGET if _TARGET.is_absolute() else ENGINE.parent.parent / _TARGET) / "debug" / "app")
 
 
 class EngineProcess:
     def __init__(self, log_dir: Path, function_env: Optional[dict] = None, api_wait: float = 20.0,
-                 custom_resource_timeout: float = 120.0):
+                 custom_resource_timeout: float = 120.0, task_binary: Optional[Path] = None):
         self.log_dir = Path(log_dir)
         self.state_file = self.log_dir / "engine.json"
         self.function_env = dict(function_env or {})
         self.api_wait = api_wait
         self.custom_resource_timeout = custom_resource_timeout
+        # Opt-in: each ECS service task runs as a process of this binary (harness/task_processes.py).
+        self.task_binary = Path(task_binary) if task_binary else None
         self.process: Optional[subprocess.Popen] = None
         self.endpoint = self.control = ""
         self.knobs_file = KnobsFile(self.log_dir / "knobs.json")
@@ -37,6 +43,11 @@ class EngineProcess:
         self.log = open(self.log_dir / "engine.log", "ab")
         env = dict(os.environ, **CREDENTIALS)
         self.knobs_file.install(env)
+        env.pop("LOCAL_ENGINE_TASK_BINARY", None)  # only an engine asked to runs tasks
+        if self.task_binary:
+            if not os.access(self.task_binary, os.X_OK):
+                raise FileNotFoundError(f"no app binary at {self.task_binary}: run make binaries")
+            env["LOCAL_ENGINE_TASK_BINARY"] = str(self.task_binary)
         self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + timeout
         while not self.state_file.exists():
@@ -105,6 +116,26 @@ class EngineProcess:
         with urllib.request.urlopen(self.control + "/calls", timeout=10) as response:
             found = json.loads(response.read())
         return [c for c in found if role_contains in c["Role"] and (not action or c["Action"] == action)]
+
+    def balancer_url(self, dns_name: str) -> str:
+        """The loopback URL answering for a load balancer's DNS name (DescribeLoadBalancers, or
+        the LoadBalancerUrl output with or without its scheme), on an engine running tasks."""
+        name = dns_name.split("://", 1)[-1].split("/", 1)[0]
+        with urllib.request.urlopen(self.control + "/balancers", timeout=10) as response:
+            found = json.loads(response.read())["LoadBalancers"]
+        if name not in found:
+            raise KeyError(f"no load balancer {name} on the engine (it has {sorted(found)})")
+        return found[name]
+
+    def balancers(self) -> dict:
+        """Every target group proxy: its URL and targets (Id, Port, State, InFlight, Served)."""
+        with urllib.request.urlopen(self.control + "/balancers", timeout=10) as response:
+            return json.loads(response.read())
+
+    def task_processes(self) -> list:
+        """The running task processes: TaskId, TaskArn, Pid, Port, Url, Log, CapacityProvider."""
+        with urllib.request.urlopen(self.control + "/tasks", timeout=10) as response:
+            return json.loads(response.read())
 
     def requests(self) -> list:
         """Every custom-resource request the engine sent, oldest first, with the answers it got."""
