@@ -39,7 +39,7 @@ LAMBDA_DIR ?= $(CARGO_TARGET_DIR)/lambda
 # Where package writes the packaged template and code.json (stackctl's default: .build/$(ENV)).
 BUILD_DIR_ARG := $(if $(BUILD_DIR),--build-dir '$(BUILD_DIR)')
 
-.PHONY: setup image image-tag push help test demo demo-release demo-protocol soak bench binaries build zips fmt fmt-check clippy unit integration lint tools clean \
+.PHONY: setup setup-demo bins image image-tag push help test demo demo-release demo-protocol soak bench binaries build zips fmt fmt-check clippy unit integration lint tools clean \
 	package deploy weights tasks outputs events destroy
 
 help:
@@ -76,10 +76,17 @@ tools: $(STAMP)
 	@cargo-lambda lambda --version
 
 # The venv's install (mostly downloads) beside the cargo build (all CPU): one wait instead of two.
+# make demo needs the binaries only; make test adds the test targets on top of the same build.
 setup:
 	@$(MAKE) --no-print-directory -j2 $(STAMP) binaries
+setup-demo:
+	@$(MAKE) --no-print-directory -j2 $(STAMP) bins
 
-# Debug build of every target: the binaries the local harness runs (make test, make demo).
+# Debug build of the binaries alone (make demo): the same features and units as `binaries`.
+bins:
+	$(CARGO) build --workspace --bins --locked
+
+# Debug build of every target: the binaries the local harness runs and the tests (make test).
 binaries:
 	$(CARGO) build --workspace --all-targets --locked
 
@@ -133,11 +140,12 @@ test: setup tools fmt-check $(if $(CLIPPY_DRIVER),,clippy) unit integration lint
 
 # The product end to end on the local engine: deploy -> tasks -> console-style weights update ->
 # tasks -> a doomed deploy -> Spot fallback and recovery -> destroy, checking nothing is left
-# (tests/demo.py). It deploys the debug binaries `make test` builds (the same `binaries` step, every
-# target, so the units and features are the same), zipped as Lambda zips: one build serves both
-# commands (a cold release build alone takes 20 minutes here). `make demo-release`
+# (tests/demo.py), the load balancer answering from the sample app's tasks. It deploys the debug
+# binaries `make test` builds (`bins`: the same units and features as `binaries`, without the test
+# targets, which make test adds), zipped as Lambda zips: one build serves both commands (a cold
+# release build alone takes 20 minutes here). `make demo-release`
 # deploys the release zips of `make build` instead, as a real account gets them.
-demo: setup
+demo: setup-demo
 	DEMO_ZIPS=debug $(VENV_PY) tests/demo.py
 
 demo-release: $(STAMP) build

@@ -51,7 +51,7 @@ def zips() -> dict:
 
 def http_stacks() -> dict:
     """Versions of each HTTP/TLS crate in the Lambda binaries' dependency graph (normal edges; the
-    sample app, which make build leaves out, excluded)."""
+    sample app, which make build leaves out, excluded: it links the same stack)."""
     tree = subprocess.run(["cargo", "tree", "--workspace", "--exclude", "app", "-e", "normal", "--prefix", "none",
                            "--locked"],
                           cwd=ROOT, capture_output=True, text=True, check=True, timeout=300).stdout

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -152,7 +153,54 @@ def debug_zips() -> Path:
     return folder
 
 
-def main() -> int:
+def console_update(engine, make) -> None:
+    """Step 6: the weights change sends exactly the preflight check and one service Update."""
+    sent_before = len(engine.requests())
+    make("weights", "ENV=dev", "FARGATE=1", "SPOT=1")
+    sent = engine.requests()[sent_before:]
+    print("custom-resource requests CloudFormation sent for this update:")
+    for request in sent:
+        answer = request["Answers"][0] if request["Answers"] else {}
+        same = "same physical id" if answer.get("PhysicalResourceId") == request["PhysicalResourceId"] else "NEW physical id"
+        print(f"  {request['RequestType']} {request['LogicalResourceId']} ({request['ResourceType']}) "
+              f"{request['PhysicalResourceId']} -> {answer.get('Status')}, {same}")
+    expected = [("Update", "Custom::EnvironmentPreflight"), ("Update", "Custom::FargateService")]
+    if [(r["RequestType"], r["ResourceType"]) for r in sent] != expected:
+        raise StepFailed("expected the preflight check, then exactly one Update, to the service resource")
+    print("  (none to Custom::Network or Custom::ServiceScaling: their properties did not change)")
+
+
+def doomed_deploy(engine, make) -> None:
+    """Step 8: a deploy of a tag never pushed fails, with a FAILED custom resource naming it."""
+    sent_before, failed_at = len(engine.requests()), time.monotonic()
+    try:
+        make("deploy", "ENV=dev", f"SET={SET} ImageTag=v2")
+    except StepFailed:
+        pass
+    else:
+        raise StepFailed("a deploy of ImageTag=v2, never pushed, succeeded")
+    failed = [a for r in engine.requests()[sent_before:] for a in r["Answers"] if a.get("Status") == "FAILED"]
+    if not failed:
+        raise StepFailed("the deploy of ImageTag=v2 failed without a FAILED custom resource naming the cause")
+    print(f"failed {time.monotonic() - failed_at:.0f} s after it started, rolled back; the cause as CloudFormation shows it:\n"
+          f"  {failed[0]['Reason']}")
+
+
+def nothing_left(engine) -> None:
+    """Step 13: the emulator holds nothing of the environment."""
+    left = inventory(engine.client)
+    if left:
+        for kind, ids in left.items():
+            print(f"  {kind}: {ids}")
+        raise StepFailed("resources left behind")
+    print("nothing: no stacks, VPCs, subnets, NAT gateways, addresses, ENIs, security groups, load balancers,\n"
+          "target groups, clusters, services, tasks, task definitions, repositories, functions, roles,\n"
+          "log groups, alarms, scalable targets or scaling policies")
+
+
+def provider_zips() -> Optional[Path]:
+    """Where the provider zips are (debug ones zipped here with DEMO_ZIPS=debug), or None with
+    what to run, when they or the sample app's binary are missing."""
     if os.environ.get("DEMO_ZIPS") == "debug":
         lambda_dir = debug_zips()
         print(f"deploying the debug build's binaries, zipped in {lambda_dir} (make demo-release: the release zips)")
@@ -161,9 +209,16 @@ def main() -> int:
     missing = [f for f in stackctl.FUNCTIONS if not (lambda_dir / f / "bootstrap.zip").exists()]
     if missing:
         print(f"no provider zips for {missing} in {lambda_dir}: run make build (make demo-release does)", file=sys.stderr)
-        return 2
+        return None
     if not os.access(APP_BINARY, os.X_OK):
         print(f"no sample app binary at {APP_BINARY}: run make binaries", file=sys.stderr)
+        return None
+    return lambda_dir
+
+
+def main() -> int:
+    lambda_dir = provider_zips()
+    if lambda_dir is None:
         return 2
     # Every task runs as a process of the sample app behind a loopback load balancer.
     engine = EngineProcess(LOGS, function_env=FUNCTION_ENV, custom_resource_timeout=600, task_binary=APP_BINARY)
@@ -203,37 +258,14 @@ def main() -> int:
         balancer_answers(engine)
 
         banner(6, "console-style update: FARGATE_SPOT weight 3 -> 1, every other parameter kept")
-        sent_before = len(engine.requests())
-        make("weights", "ENV=dev", "FARGATE=1", "SPOT=1")
-        sent = engine.requests()[sent_before:]
-        print("custom-resource requests CloudFormation sent for this update:")
-        for request in sent:
-            answer = request["Answers"][0] if request["Answers"] else {}
-            same = "same physical id" if answer.get("PhysicalResourceId") == request["PhysicalResourceId"] else "NEW physical id"
-            print(f"  {request['RequestType']} {request['LogicalResourceId']} ({request['ResourceType']}) "
-                  f"{request['PhysicalResourceId']} -> {answer.get('Status')}, {same}")
-        expected = [("Update", "Custom::EnvironmentPreflight"), ("Update", "Custom::FargateService")]
-        if [(r["RequestType"], r["ResourceType"]) for r in sent] != expected:
-            raise StepFailed("expected the preflight check, then exactly one Update, to the service resource")
-        print("  (none to Custom::Network or Custom::ServiceScaling: their properties did not change)")
+        console_update(engine, make)
 
         banner(7, "make tasks ENV=dev: tasks replaced by the new mix; the load balancer answers from them")
         make("tasks", "ENV=dev")
         balancer_answers(engine)
 
         banner(8, "a deploy of a tag never pushed fails fast, naming it; the running service is untouched")
-        sent_before, failed_at = len(engine.requests()), time.monotonic()
-        try:
-            make("deploy", "ENV=dev", f"SET={SET} ImageTag=v2")
-        except StepFailed:
-            pass
-        else:
-            raise StepFailed("a deploy of ImageTag=v2, never pushed, succeeded")
-        failed = [a for r in engine.requests()[sent_before:] for a in r["Answers"] if a.get("Status") == "FAILED"]
-        if not failed:
-            raise StepFailed("the deploy of ImageTag=v2 failed without a FAILED custom resource naming the cause")
-        print(f"failed {time.monotonic() - failed_at:.0f} s after it started, rolled back; the cause as CloudFormation shows it:\n"
-              f"  {failed[0]['Reason']}")
+        doomed_deploy(engine, make)
         make("tasks", "ENV=dev")
 
         banner(9, "Spot fallback: one parameter turns it on (SpotFallback=Enabled; the mix is params/dev.json's again)")
@@ -246,14 +278,7 @@ def main() -> int:
         engine.client("ssm").delete_parameter(Name=SECRET)
 
         banner(13, "what the emulator still holds")
-        left = inventory(engine.client)
-        if left:
-            for kind, ids in left.items():
-                print(f"  {kind}: {ids}")
-            raise StepFailed("resources left behind")
-        print("nothing: no stacks, VPCs, subnets, NAT gateways, addresses, ENIs, security groups, load balancers,\n"
-              "target groups, clusters, services, tasks, task definitions, repositories, functions, roles,\n"
-              "log groups, alarms, scalable targets or scaling policies")
+        nothing_left(engine)
         print(f"\ndemo complete in {time.monotonic() - started:.0f} s")
         return 0
     except StepFailed as failure:

@@ -303,7 +303,10 @@ def test_the_task_definition_injects_them_as_secrets_by_name_never_as_environmen
         names = [s["name"] for s in container["secrets"]]
         assert names in (list(SECRETS), [*SECRETS, MISSING])
         assert [s["valueFrom"] for s in container["secrets"]] == [PREFIX + n for n in names]
-        assert {e["name"] for e in container["environment"]} == {"APP_ENV", "PORT"}
+        environment = {e["name"]: e["value"] for e in container["environment"]}
+        assert set(environment) == {"APP_ENV", "PORT", "EXPECTED_SECRETS"}
+        # the sample page's list of what to report present: the names, never a value
+        assert [n for n in environment["EXPECTED_SECRETS"].split(",") if n] == names
         assert leaks(container["environment"]) == []
         assert definition["executionRoleArn"]   # what ECS reads the parameters with
 

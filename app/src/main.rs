@@ -98,7 +98,7 @@ async fn discover(state: Arc<server::State>) {
         return;
     };
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(http_client())
+        .http_client(custom_resource::http_client())
         .load()
         .await;
     let ecs = aws_sdk_ecs::Client::new(&config);
@@ -117,12 +117,4 @@ async fn discover(state: Arc<server::State>) {
             state.set_info(|i| i.capacity_provider_error = Some(error));
         }
     }
-}
-
-/// The AWS SDK's HTTPS client with rustls on ring, as the provider functions use.
-fn http_client() -> aws_sdk_ecs::config::SharedHttpClient {
-    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(Provider::Rustls(CryptoMode::Ring))
-        .build_https()
 }

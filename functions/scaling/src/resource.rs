@@ -355,13 +355,13 @@ impl ServiceScaling {
         Ok(())
     }
 
-    /// Makes the target, policies and alarms match `p` (create and update alike).
-    async fn apply(
+    /// Round 1 of [`Self::apply`]: the scalable target, the ALB resource labels (one per
+    /// target-tracking policy) and, on update, the desired-count clamp.
+    async fn register_round(
         &self,
         p: &ScalingProperties,
         old: Option<&ScalingProperties>,
-    ) -> Result<Completion, ScalingError> {
-        // Round 1: the scalable target, the ALB resource labels, the desired-count clamp.
+    ) -> Result<Vec<Option<String>>, ScalingError> {
         let register = async {
             self.c
                 .scaling
@@ -391,6 +391,16 @@ impl ServiceScaling {
         // join!, not try_join!: a failed call must not leave the others in flight (rounds.rs).
         let (registered, labels, clamped) = futures::join!(register, labels, clamp);
         let (_, labels, ()) = (registered?, labels?, clamped?);
+        Ok(labels)
+    }
+
+    /// Makes the target, policies and alarms match `p` (create and update alike).
+    async fn apply(
+        &self,
+        p: &ScalingProperties,
+        old: Option<&ScalingProperties>,
+    ) -> Result<Completion, ScalingError> {
+        let labels = self.register_round(p, old).await?;
 
         // Round 2: every policy at once; target-tracking policies no longer listed are removed.
         let kept: BTreeSet<Metric> = p.target_tracking.iter().map(|t| t.metric).collect();
