@@ -230,3 +230,15 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(f"* {name}")
         for line in lines:
             terminalreporter.write_line(f"    {line}")
+
+
+# The longest modules first. `make test` runs a module per xdist worker (--dist loadfile), in the
+# order collected: test_soak.py (about 190 s on one worker), collected near the end, ran alone
+# after the others had finished. Stable: every worker collects the same order.
+LONGEST_FIRST = ("test_soak.py", "test_secrets.py", "test_task_processes.py", "test_environment.py",
+                 "test_fail_fast.py", "test_engine_iam.py", "test_spot_fallback.py")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(LONGEST_FIRST)))
