@@ -123,9 +123,11 @@ unit:
 # The scenarios on PYTEST_WORKERS pytest-xdist workers, a test module per worker at a time (its
 # module fixtures, e.g. one engine, stay on one worker). They mostly wait on loopback servers, so
 # more workers than cores pays; each worker runs its own servers and logs (.tmp/test-logs/<worker>).
+# Modules start in collection order, the longest first (conftest.LONGEST_FIRST), not xdist's
+# most-tests-first order, which left test_soak.py (few tests, minutes long) running alone at the end.
 PYTEST_WORKERS ?= 4
 integration: $(STAMP) binaries
-	$(VENV_PY) -m pytest tests -v -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile --durations=15
+	$(VENV_PY) -m pytest tests -v -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15
 
 # cfn-lint every template with informational rules on; cfn-lint cannot see inside Custom::
 # resources, so tests/test_templates.py checks those against the functions' own property types.

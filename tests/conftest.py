@@ -233,8 +233,8 @@ def pytest_terminal_summary(terminalreporter):
 
 
 # The longest modules first. `make test` runs a module per xdist worker (--dist loadfile), in the
-# order collected: test_soak.py (about 190 s on one worker), collected near the end, ran alone
-# after the others had finished. Stable: every worker collects the same order.
+# order collected (--no-loadscope-reorder): test_soak.py (about 190 s on one worker, few tests)
+# otherwise ran alone after the others had finished. Stable: every worker collects the same order.
 LONGEST_FIRST = ("test_soak.py", "test_secrets.py", "test_task_processes.py", "test_environment.py",
                  "test_fail_fast.py", "test_engine_iam.py", "test_spot_fallback.py")
 
