@@ -93,7 +93,7 @@ binaries:
 # Release zips for Lambda, built the way they are deployed (cargo lambda, zig linker, provided.al2023):
 # $(CARGO_TARGET_DIR)/lambda/{preflight,network,service,scaling,spot-fallback}/bootstrap.zip (cargo lambda takes the target dir
 # from cargo metadata, which honours CARGO_TARGET_DIR); ARCH=arm64 for Graviton. Not part of
-# `make test`: a cold build took 12m20s and 11.7 GB of memory here.
+# `make test`: the release build took 16-21 minutes here (the dependencies compiled).
 # Non-PIE executables: no load-time relocation table (.rela.dyn was 0.9 MB of the service binary);
 # Lambda runs the binary as a process, where address randomisation of the executable buys nothing
 # a bootstrap needs. Only for the release target triples, so debug builds keep their cache.
