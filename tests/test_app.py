@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from conftest import LOGS, TARGET
-from harness.net import QuietHandler, QuietHTTPServer, free_port, wait_for_http
+from harness.net import QuietHandler, QuietHTTPServer, free_port, wait_for_http, wait_until
 
 APP = TARGET / "debug" / "app"
 TASK_ARN = "arn:aws:ecs:us-east-1:123456789012:task/prod/4f1c2b7a9d0e4e51a3b2c1d0e9f8a7b6"
@@ -169,12 +169,8 @@ def test_a_metadata_endpoint_that_fails_leaves_the_fields_unknown_and_the_app_se
 
 def test_a_denied_describe_tasks_says_which_permission_the_task_role_lacks(run):
     app, _ = run({"describe_status": 400})
-    doc, deadline = None, time.monotonic() + 15
-    while time.monotonic() < deadline:
-        doc = app.get()[1]
-        if doc["capacity_provider_error"]:
-            break
-        time.sleep(0.2)
+    doc = wait_until(lambda: (lambda d: d if d["capacity_provider_error"] else None)(app.get()[1]),
+                     "the DescribeTasks error shown", timeout=15, interval=0.2)
     assert doc["capacity_provider"] == "unknown"
     assert "ecs:DescribeTasks" in doc["capacity_provider_error"] and "task role" in doc["capacity_provider_error"]
     assert doc["task_id"] == "4f1c2b7a9d0e4e51a3b2c1d0e9f8a7b6", "the metadata still shows"

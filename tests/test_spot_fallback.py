@@ -13,6 +13,7 @@ import pytest
 import stackctl
 
 from conftest import LOGS, deploy_provider, engine_for_deploys, fargate_world
+from harness import net
 from harness.engine_process import settle
 
 BUCKET = "spot-fallback-code"
@@ -104,13 +105,7 @@ def fallback_updates(engine) -> list:
 
 
 def wait_until(condition, what: str, timeout: float = 60.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        found = condition()
-        if found:
-            return found
-        time.sleep(0.3)
-    raise AssertionError(f"not within {timeout} s: {what}")
+    return net.wait_until(condition, what, timeout=timeout, interval=0.3)
 
 
 def settled(engine):

@@ -17,6 +17,7 @@ import pytest
 
 from conftest import LOGS
 from harness.engine_process import APP_BINARY, EngineProcess
+from harness.net import wait_until
 
 SECRET_NAME = "/shop/test/DATABASE_URL"
 SECRET_VALUE = "postgres://app:s3cr3t-7f2c@db.internal/shop"
@@ -81,16 +82,6 @@ def world(engine: EngineProcess, desired: int = 3) -> dict:
 
 def targets(engine, target_group: str) -> dict:
     return {t["Id"]: t for t in engine.balancers()["TargetGroups"].get(target_group, {}).get("Targets", [])}
-
-
-def wait_until(condition, timeout: float = 30.0, what: str = "condition"):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        found = condition()
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"{what} not reached within {timeout} s")
 
 
 def healthy(engine, target_group: str, count: int) -> dict:

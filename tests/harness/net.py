@@ -74,3 +74,15 @@ class QuietHandler(BaseHTTPRequestHandler):
 
     def send_json(self, status: int, payload) -> None:
         self.send_bytes(status, json.dumps(payload, default=str).encode(), {"Content-Type": "application/json"})
+
+
+def wait_until(condition, what: str = "condition", timeout: float = 30.0, interval: float = 0.1):
+    """`condition()`'s first truthy value, polled every `interval`; AssertionError naming `what`
+    after `timeout` seconds."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        found = condition()
+        if found:
+            return found
+        time.sleep(interval)
+    raise AssertionError(f"{what} not reached within {timeout} s")
